@@ -1,0 +1,14 @@
+/* hadamard.h — the Walsh-Hadamard rotation of the indexers (spec/hadamard.md). */
+#ifndef DSV4_HADAMARD_H
+#define DSV4_HADAMARD_H
+
+#include <stdint.h>
+#include "dsv4ref.h"
+
+/* [HAD-1] x: [n_rows, n] in place, n a power of two:
+ *   y = n^-1/2 * H_n x,  H[i][j] = (-1)^popcount(i & j)  (Sylvester order).
+ * official: butterflies on f32(x) summed exactly, times f32(n^-1/2), one bf16 rounding.
+ * exact: double, fp32 out. */
+void hadamard(float *x, int64_t n_rows, int n, dsv4_numerics num);
+
+#endif

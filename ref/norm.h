@@ -1,0 +1,24 @@
+/* norm.h — RMSNorm, LayerNorm and the V4 weightless per-head norm (spec/norm.md). */
+#ifndef DSV4_NORM_H
+#define DSV4_NORM_H
+
+#include <stdint.h>
+#include "dsv4ref.h"
+
+/* [NORM-1] RMSNorm over the last dim. x, y: [n_rows, dim] (may alias); w: [dim] or NULL.
+ * official: x^ = f32(x), v = mean_f32(x^2), y = bf16( w * (x^ * rsqrt(v + eps)) )
+ * exact   : double accumulation, y = w * x / sqrt(mean(x^2) + eps), fp32 out. */
+void rmsnorm(const float *x, const float *w, float *y, int64_t n_rows, int dim, float eps,
+             dsv4_numerics num);
+
+/* [NORM-2] V4 query per-head norm, no weight. x: [n_rows, dim] in place.
+ * official: every step a bf16 tensor op: s = bf16(x^2); m = bf16(mean_f32acc(s));
+ * m = bf16(m + eps); r = bf16(rsqrt(m)); x = bf16(x * r).  exact: as rmsnorm without w. */
+void rmsnorm_head(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics num);
+
+/* [NORM-3] LayerNorm (population variance) with weight g and bias b: [dim].
+ * official: computed in fp32 on f32(x), y = bf16(...). exact: double, fp32 out. */
+void layernorm(const float *x, const float *g, const float *b, float *y, int64_t n_rows,
+               int dim, float eps, dsv4_numerics num);
+
+#endif
