@@ -38,6 +38,10 @@ struct dsa_indexer {
 
 /* ---- construction ---- */
 
+/* [DSA-1..DSA-6] Validates the dims (D_I a power of two for the Hadamard; official: <= 128),
+ * reads wq_b [H_I*D_I, r_q], wk [D_I, d], weights_proj [H_I, d] (views) and k_norm weight and
+ * bias [D_I] (copies), allocates the key cache [max_batch, max_seq_len, D_I] and the key
+ * scales [max_batch, max_seq_len]. */
 dsa_indexer *dsa_indexer_new(int64_t dim, int64_t q_lora_rank, int64_t n_heads, int64_t head_dim,
                              int64_t topk, double eps, const rope_freqs *rope,
                              const dsv4_wlookup *w, const char *prefix, int64_t max_batch,
@@ -91,6 +95,7 @@ fail:
     return NULL;
 }
 
+/* Frees the indexer and its cache (weights are views; the RoPE table is the MLA's). */
 void dsa_indexer_free(dsa_indexer *I)
 {
     if (!I) return;
@@ -98,23 +103,27 @@ void dsa_indexer_free(dsa_indexer *I)
     free(I);
 }
 
+/* [DSA-5] New sequences: key cache and scales back to 0. */
 void dsa_indexer_reset(dsa_indexer *I)
 {
     memset(I->k_cache, 0, (size_t)(I->max_batch * I->max_seq_len * I->head_dim) * sizeof(float));
     memset(I->k_scale, 0, (size_t)(I->max_batch * I->max_seq_len) * sizeof(float));
 }
 
+/* [DSA-2], [DSA-3] Pitfall hooks (tests only): RoPE pair layout and the k norm kind. */
 void dsa_indexer_set_variant(dsa_indexer *I, rope_layout layout, int rmsnorm_k)
 {
     I->layout = layout;
     I->rmsnorm_k = rmsnorm_k;
 }
 
+/* [DSA-7] k = min(index_topk, end_pos): the official topk size of a call. */
 int64_t dsa_indexer_k(const dsa_indexer *I, int64_t end_pos)
 {
     return I->topk < end_pos ? I->topk : end_pos;
 }
 
+/* [DSA-9] e4m3 key (D_I bytes) + its fp32 scale. */
 int64_t dsa_indexer_cache_bytes_per_token(const dsa_indexer *I)
 {
     return I->head_dim * 1 + 4;   /* e4m3 key + fp32 scale [DSA-9] */

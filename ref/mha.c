@@ -81,6 +81,7 @@ struct mha_layer {
     float *v_cache;   /* [max_batch, max_seq_len, H, Dv] */
 };
 
+/* "<prefix>.<leaf>.weight" as a [rows, cols] view (error names the tensor). */
 static int mha_get(const dsv4_wlookup *w, const char *prefix, const char *leaf, int64_t rows,
                    int64_t cols, dsv4_weight *out)
 {
@@ -89,6 +90,9 @@ static int mha_get(const dsv4_wlookup *w, const char *prefix, const char *leaf, 
     return w->weight(w->ctx, name, rows, cols, out);
 }
 
+/* [MHA-1..MHA-3] Validates the config, reads wq, wk, wv, wo (views), builds the plain RoPE
+ * table over the whole head (interleaved, no YaRN) and the caches k: [max_batch,
+ * max_seq_len, H, D], v: [max_batch, max_seq_len, H, Dv]. */
 mha_layer *mha_layer_new(const mha_config *c, const dsv4_wlookup *w, const char *prefix,
                          int64_t max_batch, int64_t max_seq_len, dsv4_numerics num)
 {
@@ -117,6 +121,7 @@ fail:
     return NULL;
 }
 
+/* Frees the layer and its cache (weights are views). */
 void mha_layer_free(mha_layer *L)
 {
     if (!L) return;
@@ -125,6 +130,7 @@ void mha_layer_free(mha_layer *L)
     free(L);
 }
 
+/* [MHA-3] New sequences: the k/v cache back to 0. */
 void mha_layer_reset(mha_layer *L)
 {
     const size_t BT = (size_t)(L->max_batch * L->max_seq_len), H = (size_t)L->c.n_heads;
@@ -132,6 +138,7 @@ void mha_layer_reset(mha_layer *L)
     memset(L->v_cache, 0, BT * H * (size_t)L->c.v_head_dim * sizeof(float));
 }
 
+/* [MHA-7] bf16 k and v of every head. */
 int64_t mha_cache_bytes_per_token(const mha_layer *L)
 {
     return 2 * L->c.n_heads * (L->c.head_dim + L->c.v_head_dim);

@@ -30,6 +30,7 @@
 
 /* ---- configuration [MLA-0] ---- */
 
+/* [MLA-0] The official V3.2 ModelArgs defaults (norm_eps 1e-6; v32 = 0). */
 void mla_config_defaults(mla_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -44,6 +45,8 @@ void mla_config_defaults(mla_config *c)
     c->v32 = 0;
 }
 
+/* [MLA-0] json: [len] bytes of one JSON object with official ModelArgs names; integers must be
+ * integers; unknown fields are ignored; v32 = 1 iff index_topk is present (a V3.2 config). */
 int mla_config_from_json(mla_config *c, const char *json, size_t len, const char *what)
 {
     static const char *const ints[] = {
@@ -82,6 +85,7 @@ int mla_config_from_json(mla_config *c, const char *json, size_t len, const char
     return 0;
 }
 
+/* [MLA-0] One clear error per violated range; the indexer needs the query latent (r_q > 0). */
 int mla_config_validate(const mla_config *c, int use_indexer, const char *what)
 {
     if (c->dim <= 0) return dsv4_set_error("%s: dim must be > 0", what);
@@ -141,6 +145,7 @@ struct mla_layer {
     int64_t topk_k;
 };
 
+/* "<prefix>.<leaf>.weight" as a [rows, cols] view (error names the tensor). */
 static int get_w(const dsv4_wlookup *w, const char *prefix, const char *leaf, int64_t rows,
                  int64_t cols, dsv4_weight *out)
 {
@@ -149,6 +154,7 @@ static int get_w(const dsv4_wlookup *w, const char *prefix, const char *leaf, in
     return w->weight(w->ctx, name, rows, cols, out);
 }
 
+/* "<prefix>.<leaf>.weight" as a fresh float copy of n values. */
 static int get_f(const dsv4_wlookup *w, const char *prefix, const char *leaf, int64_t n, float **out)
 {
     char name[256];
@@ -156,6 +162,11 @@ static int get_f(const dsv4_wlookup *w, const char *prefix, const char *leaf, in
     return w->floats(w->ctx, name, n, out);
 }
 
+/* [MLA-0] Validates the config, reads every weight (views; norms copied), builds the RoPE
+ * table [MLA-2] (YaRN iff max_seq_len > original_seq_len), the dequantized wkv_b of the
+ * absorbed path (official: bf16 values, as the official weight_dequant), the caches
+ * [MLA-8] and the indexer [DSA-1..7]. Caches: kv/pe [max_batch, max_seq_len, r_kv / d_r];
+ * naive paths also k/v [max_batch, max_seq_len, H, d_qk / d_v]. */
 mla_layer *mla_layer_new(const mla_config *c, const dsv4_wlookup *w, const char *prefix,
                          int64_t max_batch, int64_t max_seq_len, dsv4_numerics num,
                          mla_path path, int use_indexer)
@@ -228,6 +239,7 @@ fail:
     return NULL;
 }
 
+/* Frees the layer, its caches and its indexer (weights are views: not freed). */
 void mla_layer_free(mla_layer *L)
 {
     if (!L) return;
@@ -239,6 +251,7 @@ void mla_layer_free(mla_layer *L)
     free(L);
 }
 
+/* [MLA-8] New sequences: every cache entry back to 0 (latent, rope key, k/v, indexer keys). */
 void mla_layer_reset(mla_layer *L)
 {
     const size_t BT = (size_t)(L->max_batch * L->max_seq_len);
@@ -252,6 +265,7 @@ void mla_layer_reset(mla_layer *L)
     L->topk_k = 0;
 }
 
+/* [DSA-7] The last call's index rows [B, S, k] (NULL without the indexer). */
 const int64_t *mla_last_topk(const mla_layer *L, int64_t *k)
 {
     if (k) *k = L->topk_k;
@@ -268,7 +282,8 @@ int64_t mla_cache_bytes_per_token(const mla_layer *L)
     return b;
 }
 
-/* round-to-bf16 in official mode, fp32 storage in exact mode */
+/* A reduction result v (summed in double): official: rounded once to fp32 then to bf16 (the
+ * einsum output dtype); exact: rounded to fp32 storage. */
 static float rnd(double v, dsv4_numerics num)
 {
     return num == DSV4_OFFICIAL ? round_bf16((float)v) : (float)v;
@@ -461,12 +476,14 @@ done:
     return rc;
 }
 
+/* [MLA-1..MLA-9], [DSA-1..DSA-8]: see mla_forward_impl. */
 int mla_forward(mla_layer *L, const float *x, float *out, int64_t B, int64_t S,
                 int64_t start_pos, dsv4_taps *taps, const char *tap_prefix)
 {
     return mla_forward_impl(L, x, out, B, S, start_pos, NULL, 0, taps, tap_prefix);
 }
 
+/* [DSA-8] attention restricted to an explicit selection sel: [B, S, sel_k] (pitfall 13). */
 int mla_forward_selected(mla_layer *L, const float *x, float *out, int64_t B, int64_t S,
                          int64_t start_pos, const int64_t *sel, int64_t sel_k)
 {

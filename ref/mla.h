@@ -9,7 +9,7 @@
  *                 W_UV applied after attention [MLA-6a];
  *   MLA_V32       what the official V3.2 graph does: the naive ("MHA") path when the call has a
  *                 mask (S > 1, prefill) and the absorbed ("MQA") path for S == 1 (decode).
- * In exact numerics all three give the same result up to fp32 storage ([MLA-7]). */
+ * In exact numerics all three give the same result up to fp32 storage ([MLA-10]). */
 #ifndef DSV4_MLA_H
 #define DSV4_MLA_H
 

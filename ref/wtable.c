@@ -18,11 +18,13 @@ struct wtable {
     size_t n, cap;
 };
 
+/* An empty table (no weight is copied in: 2-D entries are views). */
 wtable *wtable_new(void)
 {
     return dsv4_calloc(1, sizeof(wtable), "weight table");
 }
 
+/* Frees names and 1-D copies; never the viewed 2-D data. */
 void wtable_free(wtable *t)
 {
     if (!t) return;
@@ -31,6 +33,7 @@ void wtable_free(wtable *t)
     free(t);
 }
 
+/* A malloc'd copy of s (NULL with an error on allocation failure). */
 static char *dup_str(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -39,6 +42,7 @@ static char *dup_str(const char *s)
     return p;
 }
 
+/* A new zeroed entry named name; duplicates are an error. */
 static wtable_entry *wtable_push(wtable *t, const char *name)
 {
     for (size_t i = 0; i < t->n; i++)
@@ -60,6 +64,7 @@ static wtable_entry *wtable_push(wtable *t, const char *name)
     return x;
 }
 
+/* A 2-D view under name (see wtable.h). */
 int wtable_add_weight(wtable *t, const char *name, const dsv4_weight *w)
 {
     wtable_entry *x = wtable_push(t, name);
@@ -69,6 +74,7 @@ int wtable_add_weight(wtable *t, const char *name, const dsv4_weight *w)
     return 0;
 }
 
+/* A 1-D parameter v: [n], copied. */
 int wtable_add_floats(wtable *t, const char *name, const float *v, int64_t n)
 {
     wtable_entry *x = wtable_push(t, name);
@@ -81,6 +87,7 @@ int wtable_add_floats(wtable *t, const char *name, const float *v, int64_t n)
     return 0;
 }
 
+/* Linear search by name (tables hold a few dozen entries). */
 static const wtable_entry *wtable_find(const wtable *t, const char *name)
 {
     for (size_t i = 0; i < t->n; i++)
@@ -88,6 +95,7 @@ static const wtable_entry *wtable_find(const wtable *t, const char *name)
     return NULL;
 }
 
+/* dsv4_wlookup.weight over the table: checks presence and [rows, cols]. */
 static int wtable_weight_cb(void *ctx, const char *name, int64_t rows, int64_t cols, dsv4_weight *out)
 {
     const wtable_entry *x = wtable_find(ctx, name);
@@ -99,6 +107,7 @@ static int wtable_weight_cb(void *ctx, const char *name, int64_t rows, int64_t c
     return 0;
 }
 
+/* dsv4_wlookup.floats over the table: checks presence and n; returns a copy. */
 static int wtable_floats_cb(void *ctx, const char *name, int64_t n, float **out)
 {
     const wtable_entry *x = wtable_find(ctx, name);
@@ -111,6 +120,7 @@ static int wtable_floats_cb(void *ctx, const char *name, int64_t n, float **out)
     return 0;
 }
 
+/* The lookup interface of a table. */
 dsv4_wlookup wtable_lookup(wtable *t)
 {
     dsv4_wlookup l;
@@ -122,6 +132,8 @@ dsv4_wlookup wtable_lookup(wtable *t)
 
 /* ---- one safetensors file ---- */
 
+/* dsv4_wlookup.weight over a safetensors file: F32/BF16 views, or F8_E4M3 with its
+ * "<base>.scale" block scales [ceil(rows/128), ceil(cols/128)] (F8_E8M0 or F32). */
 static int st_weight_cb(void *ctx, const char *name, int64_t rows, int64_t cols, dsv4_weight *out)
 {
     const st_file *f = ctx;
@@ -161,6 +173,7 @@ static int st_weight_cb(void *ctx, const char *name, int64_t rows, int64_t cols,
     return 0;
 }
 
+/* dsv4_wlookup.floats over a safetensors file: an F32/BF16 tensor of n values, converted. */
 static int st_floats_cb(void *ctx, const char *name, int64_t n, float **out)
 {
     const st_file *f = ctx;
@@ -175,6 +188,7 @@ static int st_floats_cb(void *ctx, const char *name, int64_t n, float **out)
     return 0;
 }
 
+/* The lookup interface of an opened safetensors file. */
 dsv4_wlookup wlookup_st(const st_file *f)
 {
     dsv4_wlookup l;

@@ -27,7 +27,7 @@ static float *make_input(int64_t n, uint64_t seed)
     return x;
 }
 
-/* [MLA-7] naive == absorbed in exact arithmetic (associativity: q.(W_UK c) = (W_UK^T q).c and
+/* [MLA-10] naive == absorbed in exact arithmetic (associativity: q.(W_UK c) = (W_UK^T q).c and
  * linearity: sum p W_UV c = W_UV sum p c). exact mode <= 1e-6 (fp32 storage of q~ and o~ is
  * the only difference). Traps pitfall 2: RoPE applied to the latent (or to k_C) instead of the
  * decoupled shared k_R breaks the absorption; so does a per-head instead of shared rope key.
