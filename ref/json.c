@@ -318,30 +318,29 @@ static int jp_push(json_parser *p, json_value *c, json_value *v, char *key, size
     return 0;
 }
 
-static const char *const *g_sort_keys;  /* qsort has no context argument in C99 */
-static int cmp_key_index(const void *a, const void *b)
+static int cmp_key_ptr(const void *a, const void *b)
 {
-    return strcmp(g_sort_keys[*(const size_t *)a], g_sort_keys[*(const size_t *)b]);
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* [IO-JSON] Duplicate keys: sort the key indices (O(n log n), not O(n^2) for headers with
- * thousands of tensors) and compare neighbours. Reports the key and the offset of the object. */
+/* [IO-JSON] Duplicate keys: sort a copy of the key pointers (O(n log n), not O(n^2) for
+ * headers with thousands of tensors) and compare neighbours. Reports the key and the offset
+ * of the object. */
 static int jp_check_duplicates(json_parser *p, const json_value *o, size_t at)
 {
     if (o->n < 2) return 0;
-    size_t *idx = malloc(o->n * sizeof *idx);
-    if (!idx) { jp_fail(p, at, "out of memory"); return -1; }
-    for (size_t i = 0; i < o->n; i++) idx[i] = i;
-    g_sort_keys = (const char *const *)o->keys;
-    qsort(idx, o->n, sizeof *idx, cmp_key_index);
+    const char **k = malloc(o->n * sizeof *k);
+    if (!k) { jp_fail(p, at, "out of memory"); return -1; }
+    for (size_t i = 0; i < o->n; i++) k[i] = o->keys[i];
+    qsort(k, o->n, sizeof *k, cmp_key_ptr);
     int rc = 0;
     for (size_t i = 1; i < o->n; i++)
-        if (strcmp(o->keys[idx[i - 1]], o->keys[idx[i]]) == 0) {
-            jp_fail(p, at, "duplicate key \"%.200s\" in the object", o->keys[idx[i]]);
+        if (strcmp(k[i - 1], k[i]) == 0) {
+            jp_fail(p, at, "duplicate key \"%.200s\" in the object", k[i]);
             rc = -1;
             break;
         }
-    free(idx);
+    free(k);
     return rc;
 }
 
