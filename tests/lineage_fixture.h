@@ -6,7 +6,9 @@
 #define DSV4_LINEAGE_FIXTURE_H
 
 /* the installed cmocka.h declares print_error, not cm_print_error (used by testutil.h) */
+#ifndef cm_print_error
 #define cm_print_error print_error
+#endif
 #include "testutil.h"
 #include "dsv4ref.h"
 #include "numerics.h"

@@ -20,7 +20,9 @@
  * 3 (half-split indexer RoPE on the FIRST 64 dims), 4 (LayerNorm with bias, Hadamard, FP8 q/k,
  * head weights of both signs), 5 (top-k 12 of up to 104), 12 (ties: compared as sets). */
 /* the installed cmocka.h declares print_error, not cm_print_error (used by testutil.h) */
+#ifndef cm_print_error
 #define cm_print_error print_error
+#endif
 #include "testutil.h"
 #include "dsv4ref.h"
 #include "json.h"
