@@ -27,6 +27,135 @@ static float *make_input(int64_t n, uint64_t seed)
     return x;
 }
 
+/* ---- an independent oracle ---------------------------------------------------------------- */
+
+static double bw(const dsv4_weight *w, int64_t r, int64_t c)
+{
+    return (double)bf16_to_float(((const uint16_t *)w->data)[r * w->cols + c]);
+}
+
+/* y[rows] = W x (double) */
+static void omatvec(const dsv4_weight *w, const double *x, double *y)
+{
+    for (int64_t r = 0; r < w->rows; r++) {
+        double a = 0.0;
+        for (int64_t c = 0; c < w->cols; c++) a += bw(w, r, c) * x[c];
+        y[r] = a;
+    }
+}
+
+static void ormsnorm(double *x, const float *g, int64_t n)
+{
+    double ms = 0.0;
+    for (int64_t i = 0; i < n; i++) ms += x[i] * x[i];
+    ms = 1.0 / sqrt(ms / (double)n + 1e-6);
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] * ms * (double)g[i];
+}
+
+/* interleaved pairs (2i, 2i+1), omega_i = theta^(-2i/r), no YaRN */
+static void orope(double *v, int64_t r, double theta, int64_t t)
+{
+    for (int64_t i = 0; i < r / 2; i++) {
+        double ph = (double)t * pow(theta, -2.0 * (double)i / (double)r);
+        double a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = a * cos(ph) - b * sin(ph);
+        v[2 * i + 1] = a * sin(ph) + b * cos(ph);
+    }
+}
+
+/* MLA straight from the equations ([MLA-1..3], [MLA-6n], [MLA-7]) in double, causal, one
+ * sequence x: [T, d] -> out: [T, d]. Written from spec/mla.md, sharing no code with ref/. */
+static void oracle_mla(const mla_config *c, const fixture *f, const float *x, int64_t T, double *out)
+{
+    dsv4_wlookup w = wtable_lookup(f->t);
+    const int64_t H = c->n_heads, dn = c->qk_nope_head_dim, dr = c->qk_rope_head_dim;
+    const int64_t dv = c->v_head_dim, dqk = dn + dr, rkv = c->kv_lora_rank, rq = c->q_lora_rank, d = c->dim;
+    dsv4_weight wqa, wqb, wkva, wkvb, wo;
+    float *gq, *gkv;
+    assert_int_equal(w.weight(w.ctx, "attn.wq_a.weight", rq, d, &wqa), 0);
+    assert_int_equal(w.weight(w.ctx, "attn.wq_b.weight", H * dqk, rq, &wqb), 0);
+    assert_int_equal(w.weight(w.ctx, "attn.wkv_a.weight", rkv + dr, d, &wkva), 0);
+    assert_int_equal(w.weight(w.ctx, "attn.wkv_b.weight", H * (dn + dv), rkv, &wkvb), 0);
+    assert_int_equal(w.weight(w.ctx, "attn.wo.weight", d, H * dv, &wo), 0);
+    assert_int_equal(w.floats(w.ctx, "attn.q_norm.weight", rq, &gq), 0);
+    assert_int_equal(w.floats(w.ctx, "attn.kv_norm.weight", rkv, &gkv), 0);
+    double *q = calloc((size_t)(T * H * dqk), sizeof(double)), *k = calloc((size_t)(T * H * dqk), sizeof(double));
+    double *v = calloc((size_t)(T * H * dv), sizeof(double)), *xd = calloc((size_t)d, sizeof(double));
+    double *cq = calloc((size_t)rq, sizeof(double)), *kva = calloc((size_t)(rkv + dr), sizeof(double));
+    double *kvb = calloc((size_t)(H * (dn + dv)), sizeof(double)), *o = calloc((size_t)(H * dv), sizeof(double));
+    double *p = calloc((size_t)T, sizeof(double));
+    const double lambda = 1.0 / sqrt((double)dqk);   /* no YaRN in this configuration */
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t i = 0; i < d; i++) xd[i] = x[t * d + i];
+        omatvec(&wqa, xd, cq);
+        ormsnorm(cq, gq, rq);
+        omatvec(&wqb, cq, q + t * H * dqk);
+        for (int64_t h = 0; h < H; h++) orope(q + (t * H + h) * dqk + dn, dr, c->rope_theta, t);
+        omatvec(&wkva, xd, kva);
+        ormsnorm(kva, gkv, rkv);
+        orope(kva + rkv, dr, c->rope_theta, t);
+        omatvec(&wkvb, kva, kvb);
+        for (int64_t h = 0; h < H; h++) {
+            for (int64_t i = 0; i < dn; i++) k[(t * H + h) * dqk + i] = kvb[h * (dn + dv) + i];
+            for (int64_t i = 0; i < dr; i++) k[(t * H + h) * dqk + dn + i] = kva[rkv + i];
+            for (int64_t i = 0; i < dv; i++) v[(t * H + h) * dv + i] = kvb[h * (dn + dv) + dn + i];
+        }
+    }
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t h = 0; h < H; h++) {
+            double m = -INFINITY, sum = 0.0;
+            for (int64_t s = 0; s <= t; s++) {
+                double l = 0.0;
+                for (int64_t i = 0; i < dqk; i++) l += q[(t * H + h) * dqk + i] * k[(s * H + h) * dqk + i];
+                p[s] = l * lambda;
+                if (p[s] > m) m = p[s];
+            }
+            for (int64_t s = 0; s <= t; s++) { p[s] = exp(p[s] - m); sum += p[s]; }
+            for (int64_t i = 0; i < dv; i++) {
+                double a = 0.0;
+                for (int64_t s = 0; s <= t; s++) a += p[s] / sum * v[(s * H + h) * dv + i];
+                o[h * dv + i] = a;
+            }
+        }
+        omatvec(&wo, o, out + t * d);
+    }
+    free(q); free(k); free(v); free(xd); free(cq); free(kva); free(kvb); free(o); free(p);
+    free(gq); free(gkv);
+}
+
+/* Exact mode against the oracle, both paths, prefill 40 + 24 decode calls (positions to 63),
+ * <= 1e-6 (spec/tolerances.md: exact vs an fp64 oracle; fp32 storage of ~10 intermediates).
+ * Traps pitfall 2 without any golden file: RoPE pairs (interleaved), rope dims LAST in each
+ * query head ([nope | rope]), one shared rope key, W_UK rows before W_UV rows per head. */
+static void test_mla_exact_vs_oracle(void **state)
+{
+    (void)state;
+    mla_config c = fx_mla_config();
+    c.max_seq_len = 64;   /* == original_seq_len: no YaRN, lambda = d_qk^-1/2 (oracle stays simple) */
+    const int64_t T = 64, n = T * c.dim;
+    float *x = make_input(n, 27);
+    double *want = calloc((size_t)n, sizeof(double));
+    float *wantf = calloc((size_t)n, sizeof(float)), *got = calloc((size_t)n, sizeof(float));
+    fixture f;
+    fx_init(&f, 28);
+    fx_mla_weights(&f, &c, "attn", 0);
+    oracle_mla(&c, &f, x, T, want);
+    for (int64_t i = 0; i < n; i++) wantf[i] = (float)want[i];
+    dsv4_wlookup w = wtable_lookup(f.t);
+    for (int path = 0; path < 2; path++) {
+        mla_layer *L = mla_layer_new(&c, &w, "attn", 1, T, DSV4_EXACT, (mla_path)path, 0);
+        assert_non_null(L);
+        fx_mla_schedule(L, x, got, 1, T, c.dim, 40, NULL, 0);
+        expect_close(path ? "MLA absorbed (exact) vs oracle" : "MLA naive (exact) vs oracle", got, wantf, n, 1e-6,
+                     "pitfall 2: MLA RoPE must rotate interleaved pairs of the LAST qk_rope_head_dim "
+                     "dims of each query head and the one shared k_R; or W_UK/W_UV rows swapped, "
+                     "or the kv_norm applied to the rope part");
+        mla_layer_free(L);
+    }
+    fx_free(&f);
+    free(x); free(want); free(wantf); free(got);
+}
+
 /* [MLA-10] naive == absorbed in exact arithmetic (associativity: q.(W_UK c) = (W_UK^T q).c and
  * linearity: sum p W_UV c = W_UV sum p c). exact mode <= 1e-6 (fp32 storage of q~ and o~ is
  * the only difference). Traps pitfall 2: RoPE applied to the latent (or to k_C) instead of the
@@ -229,6 +358,7 @@ static void test_mla_config_and_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mla_exact_vs_oracle),
         cmocka_unit_test(test_mla_naive_equals_absorbed_exact),
         cmocka_unit_test(test_mla_decode_equals_prefill),
         cmocka_unit_test(test_mla_official_v32_schedule),

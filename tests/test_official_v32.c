@@ -244,6 +244,18 @@ static void test_official_v32_taps(void **state)
                  "%lld); likely bug: pitfall 1 (mscale^2), pitfall 2 (MLA RoPE interleaved on "
                  "the last dims, shared k_R), the FP8 latent round trip, or a bf16 rounding point",
                  pooled, (long long)outliers, (long long)allowed);
+    /* Stricter tier (spec/tolerances.md may be stricter than the judge, never looser): the
+     * official code rerun with another accumulation order lands at 1e-4..1e-3; our sums are
+     * formed like the golden generator's stand-ins (exact, rounded once), so only libm
+     * (exp, cos, sin) and the fp32 softmax sum order can differ: a handful of 1-ulp bf16
+     * flips, far below 1e-4. A missing or extra bf16 rounding point lands at ~1e-3 (e.g. the
+     * two partial logits of the decode path summed before rounding: 1.5e-3) and fails here
+     * while still passing the 1e-2 judge. */
+    if (!(pooled <= 1e-4))
+        fail_msg("attention output: pooled rel-L2 %.3e passes the judge but exceeds 1e-4: a "
+                 "rounding point differs from the official graph (bf16 after each einsum, the two "
+                 "partial logits of the decode path rounded before their sum, lambda applied to "
+                 "the bf16 sum, bf16 probabilities)", pooled);
     dsv4_taps_free(taps);
     mla_layer_free(L);
 }
