@@ -37,4 +37,8 @@ dsv4_wlookup wtable_lookup(wtable *t);
 /* Views into the (memory-mapped or inflated) file; f must outlive the layers built from it. */
 dsv4_wlookup wlookup_st(const st_file *f);
 
+/* ---- a V4 weight source (ref/wsrc.h; implemented in ref/wtable_wsrc.c) ------------------- */
+struct dsv4_wsrc;
+dsv4_wlookup wlookup_wsrc(const struct dsv4_wsrc *s);
+
 #endif
