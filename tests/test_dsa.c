@@ -408,6 +408,8 @@ static void test_dsa_reset(void **state)
     fx_mla_schedule(L, x1, a, 1, 3 * T, c.dim, 3 * T - 4, ta, 4);
     mla_layer_reset(L);
     fx_mla_schedule(L, x2, a, 1, T, c.dim, 7, ta, 4);
+    /* [DSA-9] bf16 latent + bf16 rope key + e4m3 indexer key + its fp32 scale */
+    assert_int_equal(mla_cache_bytes_per_token(L), 2 * (128 + 8) + 16 + 4);
     mla_layer_free(L);
     fx_free(&f);
     run_dsa(&c, 93, DSV4_OFFICIAL, MLA_V32, 1, x2, b, 1, T, 7, tb);
