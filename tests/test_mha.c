@@ -31,6 +31,91 @@ static void run_schedule(mha_layer *L, const float *x, float *out, int64_t B, in
     free(xs); free(os);
 }
 
+/* [MHA-1..MHA-7] in double straight from the equations (shares no code with ref/):
+ * x: [T, d] one sequence -> out: [T, d]. */
+static void oracle_mha(const fixture *f, const float *x, int64_t T, double *out)
+{
+    const int64_t H = k_cfg.n_heads, D = k_cfg.head_dim, Dv = k_cfg.v_head_dim, d = k_cfg.dim;
+    dsv4_wlookup w = wtable_lookup(f->t);
+    dsv4_weight W[4];
+    const char *names[4] = { "mha.wq.weight", "mha.wk.weight", "mha.wv.weight", "mha.wo.weight" };
+    const int64_t rows[4] = { H * D, H * D, H * Dv, d }, cols[4] = { d, d, d, H * Dv };
+    for (int i = 0; i < 4; i++) assert_int_equal(w.weight(w.ctx, names[i], rows[i], cols[i], &W[i]), 0);
+    double *q = calloc((size_t)(T * H * D), sizeof(double)), *k = calloc((size_t)(T * H * D), sizeof(double));
+    double *v = calloc((size_t)(T * H * Dv), sizeof(double)), *o = calloc((size_t)(H * Dv), sizeof(double));
+    double *p = calloc((size_t)T, sizeof(double));
+    for (int64_t t = 0; t < T; t++)
+        for (int m = 0; m < 3; m++) {
+            double *dst = m == 0 ? q + t * H * D : m == 1 ? k + t * H * D : v + t * H * Dv;
+            for (int64_t r = 0; r < rows[m]; r++) {
+                double a = 0.0;
+                for (int64_t c = 0; c < d; c++)
+                    a += (double)bf16_to_float(((const uint16_t *)W[m].data)[r * d + c]) * (double)x[t * d + c];
+                dst[r] = a;
+            }
+            if (m == 2) continue;
+            for (int64_t h = 0; h < H; h++)          /* interleaved pairs over the whole head */
+                for (int64_t i = 0; i < D / 2; i++) {
+                    double ph = (double)t * pow(k_cfg.rope_theta, -2.0 * (double)i / (double)D);
+                    double *e = dst + h * D + 2 * i, a = e[0], b = e[1];
+                    e[0] = a * cos(ph) - b * sin(ph);
+                    e[1] = a * sin(ph) + b * cos(ph);
+                }
+        }
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t h = 0; h < H; h++) {
+            double mx = -INFINITY, sum = 0.0;
+            for (int64_t s = 0; s <= t; s++) {
+                double l = 0.0;
+                for (int64_t i = 0; i < D; i++) l += q[(t * H + h) * D + i] * k[(s * H + h) * D + i];
+                p[s] = l / sqrt((double)D);
+                if (p[s] > mx) mx = p[s];
+            }
+            for (int64_t s = 0; s <= t; s++) { p[s] = exp(p[s] - mx); sum += p[s]; }
+            for (int64_t i = 0; i < Dv; i++) {
+                double a = 0.0;
+                for (int64_t s = 0; s <= t; s++) a += p[s] / sum * v[(s * H + h) * Dv + i];
+                o[h * Dv + i] = a;
+            }
+        }
+        for (int64_t r = 0; r < d; r++) {
+            double a = 0.0;
+            for (int64_t c = 0; c < H * Dv; c++)
+                a += (double)bf16_to_float(((const uint16_t *)W[3].data)[r * H * Dv + c]) * o[c];
+            out[t * d + r] = a;
+        }
+    }
+    free(q); free(k); free(v); free(o); free(p);
+}
+
+/* Exact mode vs the oracle, prefill 50 + 30 decode calls (positions to 79), <= 1e-6
+ * (spec/tolerances.md: fp32 storage of a handful of intermediates). Traps pitfall 2 (RoPE
+ * pairs / position), the 1/sqrt(D) scale, causality. */
+static void test_mha_exact_vs_oracle(void **state)
+{
+    (void)state;
+    const int64_t T = 80, d = k_cfg.dim;
+    fixture f;
+    fx_init(&f, 15);
+    mha_weights(&f);
+    dsv4_wlookup w = wtable_lookup(f.t);
+    mha_layer *L = mha_layer_new(&k_cfg, &w, "mha", 1, T, DSV4_EXACT);
+    assert_non_null(L);
+    float *x = calloc((size_t)(T * d), sizeof(float)), *got = calloc((size_t)(T * d), sizeof(float));
+    float *wantf = calloc((size_t)(T * d), sizeof(float));
+    double *want = calloc((size_t)(T * d), sizeof(double));
+    fx_input(&f.rng, x, T * d, 1.0f);
+    run_schedule(L, x, got, 1, T, 50);
+    oracle_mha(&f, x, T, want);
+    for (int64_t i = 0; i < T * d; i++) wantf[i] = (float)want[i];
+    expect_close("MHA (exact) vs oracle", got, wantf, T * d, 1e-6,
+                 "pitfall 2: RoPE pairs must be interleaved (2i, 2i+1) at the absolute position; "
+                 "or the softmax scale is not head_dim^-1/2, or the mask is not causal");
+    free(x); free(got); free(wantf); free(want);
+    mha_layer_free(L);
+    fx_free(&f);
+}
+
 /* Decode token by token must equal one prefill, at positions of several hundred (pitfall 6's
  * lesson: position errors grow with position). exact: <= 1e-6 (the same arithmetic in
  * another grouping of tokens; only fp32 storage can differ). official: every output row is
@@ -176,6 +261,7 @@ static void test_mha_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mha_exact_vs_oracle),
         cmocka_unit_test(test_mha_decode_equals_prefill),
         cmocka_unit_test(test_mha_causal),
         cmocka_unit_test(test_mha_all_masked_row),
