@@ -121,6 +121,12 @@ double mla_softmax_scale(const mla_config *c)
     return s;
 }
 
+/* [MLA-6] the official demo's path for this config (see mla.h) */
+mla_path mla_official_path(const mla_config *c)
+{
+    return c->v32 ? MLA_V32 : MLA_ABSORBED;
+}
+
 /* ---- the layer ---- */
 
 struct mla_layer {
