@@ -13,6 +13,7 @@
 #endif
 #include "testutil.h"
 #include "numerics.h"
+#include "safetensors.h"
 
 static uint32_t fbits(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 static float bitsf(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
@@ -450,6 +451,69 @@ static void test_fp4_sim_block(void **state)
                      "scale rule)", i, x[i], want[i]);
 }
 
+/* ---- against the official golden files ---- */
+
+/* The compressed entries the official code emitted (taps.*.attn.compressor: FP8-simulated
+ * on the non-rope dims, 64-wide blocks) are fixed points of fp8_sim_block(64) on those
+ * dims, and the indexer keys (taps.*.attn.indexer.compressor: FP4-simulated, 32-wide) are
+ * fixed points of fp4_sim_block(32): the official values lie on our grids with our scale
+ * rule (a power-of-two scale s with amax/s in (224, 448] resp. (3, 6] reproduces itself).
+ * The rope dims are not simulated: they are not all fixed points.
+ * Traps: a scale rule or grid different from the official one (values would move), FP8
+ * simulation of the rope dims. */
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static void test_golden_fixed_points(void **state)
+{
+    (void)state;
+    const char *files[3] = { "flash_bf16_prefill_decode.safetensors.gz",
+                             "fp8_fp4_weights.safetensors.gz", "short_boundaries_s4.safetensors" };
+    long rows8 = 0, rows4 = 0, rope_moved = 0;
+    for (int fi = 0; fi < 3; fi++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/official-golden/%s", shared_dir(), files[fi]);
+        st_file *f = st_open(path);
+        if (!f) { printf("  (skipped %s: %s)\n", path, dsv4_last_error()); continue; }
+        for (size_t i = 0; i < st_count(f); i++) {
+            const st_tensor *t = st_get(f, i);
+            int is_idx = ends_with(t->name, ".attn.indexer.compressor");
+            int is_kv = ends_with(t->name, ".attn.compressor");
+            if (strncmp(t->name, "taps.", 5) != 0 || (!is_idx && !is_kv)) continue;
+            int64_t D = t->shape[t->ndim - 1], nrows = t->numel / D;
+            int64_t nq = is_idx ? D : D - 64;          /* rope_head_dim 64 in these cases */
+            float row[512], sim[512];
+            assert_true(D <= 512);
+            for (int64_t r = 0; r < nrows; r++) {
+                for (int64_t j = 0; j < D; j++) row[j] = (float)st_get_f64(t, r * D + j);
+                memcpy(sim, row, sizeof(float) * (size_t)D);
+                if (is_idx) fp4_sim_block(sim, nq, 32);
+                else fp8_sim_block(sim, nq, 64);
+                for (int64_t j = 0; j < nq; j++)
+                    if (sim[j] != row[j])
+                        fail_msg("%s %s row %lld dim %lld: official %.9g moves to %.9g under "
+                                 "our %s simulation (likely bug: scale rule or grid)",
+                                 files[fi], t->name, (long long)r, (long long)j, row[j], sim[j],
+                                 is_idx ? "FP4" : "FP8");
+                if (is_kv) {
+                    memcpy(sim, row + nq, sizeof(float) * 64);
+                    fp8_sim_block(sim, 64, 64);
+                    rope_moved += memcmp(sim, row + nq, sizeof(float) * 64) != 0;
+                    rows8++;
+                } else rows4++;
+            }
+        }
+        st_close(f);
+    }
+    printf("  golden fixed points: %ld FP8 compressed rows, %ld FP4 indexer rows; %ld of the "
+           "FP8 rows' rope parts are not on the FP8 grid\n", rows8, rows4, rope_moved);
+    assert_true(rows8 > 0 && rows4 > 0);
+    assert_true(rope_moved > rows8 / 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +531,7 @@ int main(void)
         cmocka_unit_test(test_fp4_scale),
         cmocka_unit_test(test_fp8_sim_block),
         cmocka_unit_test(test_fp4_sim_block),
+        cmocka_unit_test(test_golden_fixed_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
