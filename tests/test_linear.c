@@ -151,8 +151,9 @@ static void test_fp8_gemm(void **state)
     }
     expect_close("fp8 exact vs fp64", ye, y64f, N * R8, 1e-6,
                  "exact mode must not quantize the activation; weight dequant wrong");
-    /* the activation quantization is visible: official differs from exact by ~1e-2 */
-    expect_distinguishable("fp8 official vs exact (act_quant)", yo, ye, N * R8, 3e-3);
+    /* the activation quantization is visible: official differs from exact by ~2e-2 (e4m3
+     * keeps 4 significant bits: ~2.5% rms per element), bf16 output rounding alone ~1e-3 */
+    expect_distinguishable("fp8 official vs exact (act_quant)", yo, ye, N * R8, 5e-3);
     /* the partial block uses scale row 1: with scale row 0 the rows >= 128 would be off */
     double y_row1 = 0, y_row0 = 0;
     for (int k = 0; k < K; k++) {
@@ -229,7 +230,7 @@ static void test_fp4_gemm(void **state)
     expect_close("fp4 exact vs fp64", ye, y64f, N * R4, 1e-6,
                  "FP4 dequantization: nibble order or scale layout [rows, cols/32]");
     expect_distinguishable("fp4 nibble order", ye, yswap, N * R4, 0.1);
-    expect_distinguishable("fp4 official vs exact (act_quant)", yo, ye, N * R4, 3e-3);
+    expect_distinguishable("fp4 official vs exact (act_quant)", yo, ye, N * R4, 5e-3);
 }
 
 /* ---- bf16 / fp32 ---- */
