@@ -340,8 +340,8 @@ static float pow2_ceil_ref(float v)
 }
 
 /* FP8 scale: amax = 448 * 2^k gives exactly 2^k, the next float above gives 2^(k+1);
- * amax below 1e-4 is floored (s = 2^-22); random bf16 amax against the reference with the
- * fp32 product f32(a * f32(1/448)).
+ * amax below 1e-4 is floored (s = 2^-22); every positive bf16 amax against the reference
+ * with the fp32 product f32(a * f32(1/448)).
  * Traps: s = amax/448 (non-ue8m0), floor(log2) instead of ceil, missing 1e-4 floor
  * (s = 0 -> division by zero on an all-zero block). */
 static void test_fp8_scale(void **state)
@@ -358,20 +358,32 @@ static void test_fp8_scale(void **state)
     }
     assert_true(fp8_pow2_scale(0.0f) == 0x1p-22f);       /* 1e-4/448 = 2.2e-7 -> 2^-22 */
     assert_true(fp8_pow2_scale(1e-6f) == 0x1p-22f);
+    /* every positive finite bf16 amax, against the frexp reference of the fp32 product,
+     * and against the real-number rule (smallest k with a <= 448 * 2^k, exact in double):
+     * the fp32 product never changes the result for bf16 amax in [2^-14, 2^14] */
     const float inv = (float)(1.0 / 448.0);
-    test_rng rng = { 77 };
-    for (int i = 0; i < 100000; i++) {
-        float a = round_bf16(fabsf(test_rng_uniform(&rng)) * (float)ldexp(1.0, (int)(test_rng_next(&rng) % 40) - 20));
+    int real_rule_differs = 0;
+    for (uint32_t p = 1; p < 0x7F80; p++) {
+        float a = bf16_to_float((uint16_t)p);
         float af = a > 1e-4f ? a : 1e-4f;
         float want = pow2_ceil_ref(af * inv);
         float got = fp8_pow2_scale(a);
         if (got != want) fail_msg("fp8_pow2_scale(%.9g) = %g, expected %g", a, got, want);
-        /* the rule's purpose: the block maximum fits, |amax / s| <= 448 */
-        assert_true(a / got <= 448.0f);
+        assert_true(a / got <= 448.0f);                  /* the block maximum fits */
+        int k = -40;
+        while ((double)af > 448.0 * ldexp(1.0, k)) k++;
+        if ((double)got != ldexp(1.0, k)) {
+            real_rule_differs++;
+            if (a >= 0x1p-14f && a <= 0x1p14f)
+                fail_msg("fp8_pow2_scale(%.9g) = %g but the real-number rule gives 2^%d", a, got, k);
+        }
     }
+    printf("  fp8 scale: fp32-product rule vs real-number rule differ at %d of 32639 bf16 "
+           "amax values (none in [2^-14, 2^14])\n", real_rule_differs);
 }
 
-/* FP4 scale: amax = 6 * 2^k -> 2^k, next above -> 2^(k+1), floor 6 * 2^-126 -> 2^-126. */
+/* FP4 scale: amax = 6 * 2^k -> 2^k, next above -> 2^(k+1), floor 6 * 2^-126 -> 2^-126;
+ * every positive bf16 amax against the frexp reference. Trap: the FP8 floor / max reused. */
 static void test_fp4_scale(void **state)
 {
     (void)state;
@@ -382,6 +394,14 @@ static void test_fp4_scale(void **state)
     }
     assert_true(fp4_pow2_scale(0.0f) == 0x1p-126f);
     assert_true(fp4_pow2_scale(1e-38f) == 0x1p-126f);
+    const float inv = (float)(1.0 / 6.0), fl = 6.0f * 0x1p-126f;
+    for (uint32_t p = 1; p < 0x7F80; p++) {                /* every positive bf16 amax */
+        float a = bf16_to_float((uint16_t)p);
+        float want = pow2_ceil_ref((a > fl ? a : fl) * inv);
+        if (fp4_pow2_scale(a) != want)
+            fail_msg("fp4_pow2_scale(%.9g) = %g, expected %g", a, fp4_pow2_scale(a), want);
+        assert_true(a / want <= 6.0f);
+    }
 }
 
 /* ---- block simulations ---- */
