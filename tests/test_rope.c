@@ -9,7 +9,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #ifndef cm_print_error
-#define cm_print_error print_error   /* the installed cmocka (1.1) names it print_error */
 #endif
 #include "testutil.h"
 #include "numerics.h"
