@@ -199,6 +199,13 @@ static int run_file(const char *file, int *n_fail)
             snprintf(name, sizeof name, "%s.attn", tp);
             float *want = golden_floats(f, name, NULL, NULL);
             assert_non_null(want);
+            if (getenv("DSV4REF_OFFICIAL_VERBOSE")) {
+                path_stat one = {0};
+                float_rows(&one, out, want, B * S, dim, excuse);
+                printf("    call %lld layer %lld: rows %lld rel-L2 %.2e worst %.2e\n", (long long)k,
+                       (long long)layer, (long long)one.rows,
+                       one.den > 0 ? sqrt(one.num / one.den) : 0.0, one.worst);
+            }
             float_rows(&st_attn, out, want, B * S, dim, excuse);
             free(want);
             /* compressor taps */
