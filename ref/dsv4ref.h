@@ -84,10 +84,6 @@ int dsv4_tap(dsv4_taps *t, dsv4_dtype dtype, int ndim, const int64_t *shape, con
              const char *fmt, ...) DSV4_PRINTF(6, 7);
 /* Lookup (NULL if absent); returns a float copy view for floats, int64 for ints. */
 size_t dsv4_taps_count(const dsv4_taps *t);
-/* The tensor named `name` (NULL if absent): writes its ndim and shape (up to 8 dims) and
- * returns its stored values: float* (already converted to the target dtype's values) for
- * F32/BF16/F64 targets, int64_t* for I64/I32 targets. */
-const void *dsv4_taps_find(const dsv4_taps *t, const char *name, int *ndim, int64_t *shape);
 const char *dsv4_taps_name(const dsv4_taps *t, size_t i);
 
 #endif /* DSV4REF_H */

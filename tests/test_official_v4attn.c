@@ -25,6 +25,7 @@
 #include "json.h"
 #include "numerics.h"
 #include "safetensors.h"
+#include "taps.h"
 #include "wsrc.h"
 
 /* ---- per-path statistics (official_compare.py teacher mode) ---- */
@@ -177,11 +178,11 @@ static int run_file(const char *file, int *n_fail)
             snprintf(name, sizeof name, "%s.attn.indexer", tp);
             const st_tensor *gi = st_find(f, name);
             int nd = 0;
-            int64_t shp[8] = {0};
-            const int64_t *di = dsv4_taps_find(taps, name, &nd, shp);
+            const int64_t *shp = NULL;
+            const int64_t *di = dsv4_taps_find_i64(taps, name, &nd, &shp);
             if (gi) {
                 st_idx.present = 1;
-                if (!di || nd != 3 || shp[2] != gi->shape[2]) st_idx.missing++;
+                if (!di || nd != 3 || shp[0] != gi->shape[0] || shp[1] != gi->shape[1] || shp[2] != gi->shape[2]) st_idx.missing++;
                 else {
                     int64_t kk = gi->shape[2];
                     int64_t *g = malloc(sizeof(int64_t) * (size_t)(gi->numel + 1));
@@ -215,7 +216,7 @@ static int run_file(const char *file, int *n_fail)
                 snprintf(name, sizeof name, "%s.%s", tp, tails[c]);
                 int64_t gshape[8] = {0}, gn = 0;
                 float *g = golden_floats(f, name, &gn, gshape);
-                const float *d = dsv4_taps_find(taps, name, &nd, shp);
+                const float *d = dsv4_taps_find_f32(taps, name, &nd, &shp);
                 if (g && !d) ps[c]->missing++;
                 else if (!g && d) ps[c]->extra++;
                 else if (g && d) {
