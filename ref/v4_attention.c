@@ -307,12 +307,14 @@ done:
 
 /* ---- taps ---- */
 
-static void tap_entries(dsv4_taps *taps, const char *prefix, const char *name, const float *e,
-                        int64_t B, int64_t n, int64_t c, dsv4_numerics num)
+/* Entries emitted in this call: [B, n, c], BF16 in official mode (the graph's dtype), F32 in
+ * exact mode; nothing when none was emitted (the official taps are absent then). */
+static int tap_entries(dsv4_taps *taps, const char *prefix, const char *name, const float *e,
+                       int64_t B, int64_t n, int64_t c, dsv4_numerics num)
 {
-    if (!taps || n <= 0) return;
+    if (!taps || n <= 0) return 0;
     int64_t shape[3] = { B, n, c };
-    dsv4_tap(taps, num == DSV4_OFFICIAL ? DSV4_BF16 : DSV4_F32, 3, shape, e, "%s.%s", prefix, name);
+    return dsv4_tap(taps, num == DSV4_OFFICIAL ? DSV4_BF16 : DSV4_F32, 3, shape, e, "%s.%s", prefix, name);
 }
 
 /* ---- one call ---- */
@@ -379,16 +381,18 @@ int v4_attn_forward(v4_attn_layer *L, const float *x, float *out, int64_t B, int
             for (int64_t b = 0; b < B; b++)
                 memcpy(keys + b * n_new_keys * DI, L->indexer.keys + (b * L->indexer.max_entries + j0) * DI,
                        sizeof(float) * (size_t)(n_new_keys * DI));
-            tap_entries(taps, tap_prefix, "attn.indexer.compressor", keys, B, n_new_keys, DI, L->num);
+            int bad = tap_entries(taps, tap_prefix, "attn.indexer.compressor", keys, B, n_new_keys, DI, L->num);
             free(keys);
+            if (bad) goto done;
         }
         if (taps) {
             int64_t *shifted = dsv4_calloc((size_t)(N * c_list + 1), sizeof(int64_t), "tap");
             if (!shifted) goto done;
             for (int64_t i = 0; i < N * c_list; i++) shifted[i] = cidx[i] < 0 ? -1 : cidx[i] + offset;
             int64_t shape[3] = { B, S, c_list };
-            dsv4_tap(taps, DSV4_I64, 3, shape, shifted, "%s.attn.indexer", tap_prefix);
+            int bad = dsv4_tap(taps, DSV4_I64, 3, shape, shifted, "%s.attn.indexer", tap_prefix);
             free(shifted);
+            if (bad) goto done;
         }
     } else if (m) {
         for (int64_t i = 0; i < N; i++) {
@@ -427,7 +431,7 @@ int v4_attn_forward(v4_attn_layer *L, const float *x, float *out, int64_t B, int
                 memcpy(L->kv_cache + (b * L->cache_rows + w + L->n_entries + j) * D,
                        ent + (b * n_emit + j) * D, sizeof(float) * (size_t)D);
         L->n_entries += n_emit;
-        tap_entries(taps, tap_prefix, "attn.compressor", ent, B, n_emit, D, L->num);
+        if (tap_entries(taps, tap_prefix, "attn.compressor", ent, B, n_emit, D, L->num)) goto done;
     }
 
     /* [SPA-1] attention per query position */
