@@ -52,6 +52,7 @@ int compressor_init(v4_compressor *C, int ratio, int head_dim, int rope_dim, int
     return 0;
 }
 
+/* Frees the state and the owned ape / norm copies. */
 void compressor_free(v4_compressor *C)
 {
     free(C->kv_state);

@@ -45,6 +45,7 @@ int indexer_init(v4_indexer *I, int n_heads, int head_dim, int rope_dim, int64_t
     return 0;
 }
 
+/* Frees the key cache and the compressor. */
 void indexer_free(v4_indexer *I)
 {
     compressor_free(&I->comp);
@@ -52,12 +53,14 @@ void indexer_free(v4_indexer *I)
     I->keys = NULL;
 }
 
+/* [CACHE-2] New sequences: no keys, empty compressor state. */
 void indexer_reset(v4_indexer *I)
 {
     compressor_reset(&I->comp);
     I->n_keys = 0;
 }
 
+/* [IDX-6] k = min(k_I, floor(end / 4)). */
 int64_t indexer_k(const v4_indexer *I, int64_t end)
 {
     int64_t vis = end / I->ratio;

@@ -39,6 +39,8 @@ struct v4_attn_layer {
 
 /* ---- construction ---- */
 
+/* A 2-D weight `<prefix>.<name>` of shape [rows, cols] (F32 / BF16 / FP8 + scale / FP4) through
+ * the weight source; the error names the tensor. */
 static int load_weight(const dsv4_wsrc *src, const char *prefix, const char *name, int64_t rows,
                        int64_t cols, dsv4_weight *w)
 {
@@ -50,6 +52,7 @@ static int load_weight(const dsv4_wsrc *src, const char *prefix, const char *nam
     return 0;
 }
 
+/* A float vector `<prefix>.<name>` of n values (norm weights, sinks, ape), copied. */
 static int load_floats(const dsv4_wsrc *src, const char *prefix, const char *name, int64_t n,
                        float **out)
 {
@@ -89,6 +92,10 @@ static int wo_a_to_bf16(v4_attn_layer *L)
     return 0;
 }
 
+/* [V4A-1] [V4Q-3] [CACHE-1] The layer of ratio m under `prefix`: validates the config and every
+ * weight (names, dtypes, shapes of spec/v4-attention.md), builds the layer's RoPE table
+ * (pitfalls 6, 7), the compressor(s), the indexer (m = 4) and the cache
+ * [max_batch, w + max_seq_len/m, D]. NULL with a one-line error naming the tensor. */
 v4_attn_layer *v4_attn_layer_new(const dsv4_config *c, int ratio, const dsv4_wsrc *src,
                                   const char *prefix, int64_t max_batch, int64_t max_seq_len,
                                   dsv4_numerics num)
@@ -173,6 +180,7 @@ fail:
     return NULL;
 }
 
+/* Frees the layer, its state and its copies of small weights (NULL is a no-op). */
 void v4_attn_layer_free(v4_attn_layer *L)
 {
     if (!L) return;
