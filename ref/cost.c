@@ -228,7 +228,7 @@ int cost_builtin(const char *name, cost_model *m)
         pro_sized(m);
         m->family = COST_FAM_WINDOW_GLOBAL;
         m->window = 4096; m->n_global = 128;
-        snprintf(m->label, sizeof m->label, "window 4096 + 128 global (Longformer/BigBird-like)");
+        snprintf(m->label, sizeof m->label, "window 4096 + 128 global (Longformer-like)");
         snprintf(m->assumptions, sizeof m->assumptions,
                  "hypothetical same-size variant: V4-Pro trunk (d 7168, 61 layers, mHC, MoE, head), "
                  "attention = MHA 128 heads x 128 over the last 4096 tokens plus the first 128 "
