@@ -301,7 +301,7 @@ static int write_svg(const char *path, const evaluated *ev, int n, cost_kv_forma
                 fprintf(f, "%s%.1f,%.1f", k ? " " : "", px(p, 12.0 + k / 4.0), py(p, pnl ? kvv[i][k] : fl[i][k]));
             fprintf(f, "\"/>\n");
         }
-        double lx = 90 + (i % 2) * 510, ly = 492 + (i / 2) * 19;
+        double lx = 90 + (i % 2) * 510, ly = 504 + (i / 2) * 19;
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>\n",
                 lx, ly - 4, lx + 28, ly - 4, col, dash);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">%s: %s</text>\n", lx + 34, ly, ev[i].m.name, ev[i].m.label);
