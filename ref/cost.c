@@ -11,6 +11,7 @@
 
 #define COST_MAX_T ((int64_t)1 << 40)
 
+/* [COST-1] the smaller of two counts. */
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* ---- names ---- */

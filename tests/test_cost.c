@@ -13,16 +13,19 @@
 
 #define L1M ((int64_t)1 << 20)
 
+/* Fills m with built-in `name` or fails the test. */
 static void model(const char *name, cost_model *m)
 {
     if (cost_builtin(name, m) != 0) fail_msg("cost_builtin(%s): %s", name, dsv4_last_error());
 }
 
+/* cost_decode_step or fail. */
 static void step(const cost_model *m, int64_t t, cost_step *s)
 {
     if (cost_decode_step(m, t, s) != 0) fail_msg("cost_decode_step(%s, %lld): %s", m->name, (long long)t, dsv4_last_error());
 }
 
+/* cost_kv_bytes or fail. */
 static void kv(const cost_model *m, int64_t L, cost_kv_format f, cost_kv *k)
 {
     if (cost_kv_bytes(m, L, f, k) != 0) fail_msg("cost_kv_bytes(%s): %s", m->name, dsv4_last_error());
@@ -251,6 +254,7 @@ typedef struct {
     int64_t emitted;        /* entries emitted (main); the indexer compressor emits in step */
 } sim_layer;
 
+/* [COST-5..9] One decode step of the tiny V4 model, counted operation by operation. */
 static void sim_v4_step(const dsv4_config *c, sim_layer *ly, int64_t t)
 {
     int64_t d = c->dim, H = c->n_heads, D = c->head_dim, rq = c->q_lora_rank;
@@ -315,6 +319,7 @@ static void sim_v4_step(const dsv4_config *c, sim_layer *ly, int64_t t)
     dsv4_count(DSV4_COMP_HEAD, d * c->vocab_size);
 }
 
+/* A tiny V4 config: all dims distinct, ratios 0/4/16/4/8/0, top-k 9. */
 static void tiny_v4(dsv4_config *c)
 {
     /* all dims distinct and not equal by accident (pitfall 18); top-k far below candidates */

@@ -18,6 +18,7 @@ typedef struct {
     cost_kv kv[COST_KV_FORMAT_COUNT];
 } evaluated;
 
+/* The --help text. f: stdout or stderr. */
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -41,6 +42,8 @@ static void usage(FILE *f)
 
 /* ---- evaluation ---- */
 
+/* [COST-1] --config FILE: a V4 config through dsv4_config_load (ref/config.c), wrapped into a
+ * cost model named after the file. 0 ok, -1 error set. */
 static int load_config_model(const char *path, cost_model *m)
 {
 #ifdef DSV4_HAVE_CONFIG_LOAD
@@ -55,6 +58,7 @@ static int load_config_model(const char *path, cost_model *m)
 #endif
 }
 
+/* [COST-1][COST-12] e: fills the step at t = L-1 and the KV cache in every format. */
 static int evaluate(evaluated *e, int64_t L)
 {
     if (cost_decode_step(&e->m, L - 1, &e->step) != 0) return -1;
@@ -63,15 +67,19 @@ static int evaluate(evaluated *e, int64_t L)
     return 0;
 }
 
+/* [COST-16] core_attn + index_score: the "attention + indexer" accounting of §9.2. */
 static int64_t attn_index_madds(const cost_step *s)
 {
     return s->madds[DSV4_COMP_CORE_ATTN] + s->madds[DSV4_COMP_INDEX_SCORE];
 }
 
+/* [COST-16] a / b, 0 when b is 0. */
 static double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 
 /* ---- text ---- */
 
+/* [COST-16] The human-readable report: per model its components, layer types, totals and
+ * ratios to vs (with the published claim where there is one), then a summary table. */
 static void print_text(const evaluated *ev, int n, const evaluated *vs, int64_t L, cost_kv_format fmt)
 {
     printf("dsv4ref cost: one decode token at context L = %lld (t = L-1); FLOPs = 2 x multiply-adds\n",
@@ -129,6 +137,7 @@ static void print_text(const evaluated *ev, int n, const evaluated *vs, int64_t 
 
 /* ---- JSON ---- */
 
+/* s printed as a JSON string literal. */
 static void json_string(const char *s)
 {
     putchar('"');
@@ -140,6 +149,7 @@ static void json_string(const char *s)
     putchar('"');
 }
 
+/* [COST-16] A JSON array, one object per model; FLOPs as exact integers (2 x madds). */
 static void print_json(const evaluated *ev, int n, const evaluated *vs, int64_t L, cost_kv_format fmt)
 {
     printf("[\n");
@@ -190,6 +200,7 @@ static void print_json(const evaluated *ev, int n, const evaluated *vs, int64_t 
 
 /* ---- CSV ---- */
 
+/* [COST-16] A CSV header and one row per model; component columns in FLOPs. */
 static void print_csv(const evaluated *ev, int n, const evaluated *vs, int64_t L, cost_kv_format fmt)
 {
     printf("model,hypothetical,context,vs,kv_format,flops_per_token,ratio_flops,flops_attention_indexer,"
@@ -223,9 +234,12 @@ static const char *const k_colors[] = {
 
 typedef struct { double x0, y0, w, h, lo, hi; } panel;   /* plot box; y range in log10 */
 
+/* Plot x of log2(L) (4K..1M span the box). */
 static double px(const panel *p, double log2L) { return p->x0 + (log2L - 12.0) / 8.0 * p->w; }
+/* Plot y of a positive value v on the panel's log10 scale. */
 static double py(const panel *p, double v) { return p->y0 + p->h - (log10(v) - p->lo) / (p->hi - p->lo) * p->h; }
 
+/* v (a power of ten) with an SI prefix and unit, e.g. "10 GFLOP". */
 static void svg_si(char *buf, size_t n, double v, const char *unit)
 {
     static const char *const pre[] = { "", "k", "M", "G", "T", "P" };
@@ -234,6 +248,7 @@ static void svg_si(char *buf, size_t n, double v, const char *unit)
     snprintf(buf, n, "%g %s%s", v, pre[k], unit);
 }
 
+/* One panel's frame, title, grid, tick labels and axis labels. */
 static void svg_panel(FILE *f, const panel *p, const char *title, const char *ylabel, const char *unit)
 {
     fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n",
@@ -260,6 +275,8 @@ static void svg_panel(FILE *f, const panel *p, const char *title, const char *yl
             p->x0 - 62, p->y0 + p->h / 2, ylabel);
 }
 
+/* --svg FILE: log-log FLOPs and KV bytes per token vs L = 2^12..2^20 (4 points per octave),
+ * one polyline per model (dashed if hypothetical), legend below. 0 ok, -1 error set. */
 static int write_svg(const char *path, const evaluated *ev, int n, cost_kv_format fmt)
 {
     static double fl[MAX_MODELS][NPTS], kvv[MAX_MODELS][NPTS];
@@ -318,6 +335,7 @@ static int write_svg(const char *path, const evaluated *ev, int n, cost_kv_forma
 
 /* ---- main ---- */
 
+/* --model LIST: comma-separated built-in names or 'all', appended to ev[*n]. */
 static int add_models(const char *list, evaluated *ev, int *n)
 {
     char buf[512];
@@ -335,6 +353,8 @@ static int add_models(const char *list, evaluated *ev, int *n)
     return 0;
 }
 
+/* `dsv4ref cost`: parses the options, evaluates every model and the baseline, prints one
+ * report. Exit 0, or 2 on bad input with one line naming the problem. */
 int cmd_cost(int argc, char **argv)
 {
     static evaluated ev[MAX_MODELS], vs;
