@@ -33,6 +33,11 @@ int rope_freqs_init(rope_freqs *f, int rope_dim, double theta, int yarn, double 
                     dsv4_numerics num);
 void rope_freqs_free(rope_freqs *f);
 
+/* [ROPE-2] The YaRN correction range (lo, hi) the table uses (hi carries +0.001 when the
+ * two coincide): V4 (theta 160000, L 65536) gives 15, 25; V3 (10000, 4096) gives 10, 23. */
+void rope_yarn_range(int rope_dim, double theta, int64_t original_seq_len, double beta_fast,
+                     double beta_slow, double *lo, double *hi);
+
 /* cos/sin of pair i at position pos, as the mode computes them [ROPE-4]. */
 void rope_cos_sin(const rope_freqs *f, int64_t pos, int i, float *c, float *s);
 

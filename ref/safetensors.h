@@ -14,7 +14,8 @@ typedef struct {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     int64_t numel;
-    const void *data;        /* points into the mapped or inflated buffer */
+    const void *data;        /* points into the mapped or inflated buffer; always aligned to
+                                the element size (a misaligned tensor is copied) */
     size_t nbytes;
 } st_tensor;
 
@@ -24,6 +25,9 @@ typedef struct st_file st_file;
  * into memory). On any violation returns NULL with a one-line error naming the file, the
  * tensor and the problem (dsv4_last_error()). */
 st_file *st_open(const char *path);
+/* The same on an in-memory image of a file (plain or gzip); `name` stands for the path in
+ * messages. The bytes are copied (or inflated): buf may be freed after the call. */
+st_file *st_open_mem(const void *buf, size_t len, const char *name);
 void st_close(st_file *f);
 const char *st_path(const st_file *f);
 size_t st_count(const st_file *f);
