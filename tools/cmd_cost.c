@@ -100,12 +100,13 @@ static void print_text(const evaluated *ev, int n, const evaluated *vs, int64_t 
         }
         printf("   %-12s %14.4f %7.2f%% %14.4f\n", "total", 2e-9 * (double)e->step.total, 100.0,
                2e-9 * (double)vs->step.total);
-        printf("   %-14s %6s %16s %18s\n", "layer type", "layers", "attn GFLOP/token", "KV bytes held");
+        printf("   %-14s %6s %16s %18s %12s\n", "layer type", "layers", "attn GFLOP/token", "KV bytes held",
+               "KV B/token");
         for (int t = 0; t < COST_LT_COUNT; t++) {
             if (e->step.layers_by_type[t] == 0) continue;
-            printf("   %-14s %6lld %16.4f %18lld\n", cost_layer_type_name((cost_layer_type)t),
+            printf("   %-14s %6lld %16.4f %18lld %12.2f\n", cost_layer_type_name((cost_layer_type)t),
                    (long long)e->step.layers_by_type[t], 2e-9 * (double)e->step.attn_madds_by_type[t],
-                   (long long)kv->bytes_by_type[t]);
+                   (long long)kv->bytes_by_type[t], (double)kv->bytes_by_type[t] / (double)L);
         }
         printf("   FLOPs/token: %.1f G = %.1f%% of %s", 2e-9 * (double)e->step.total,
                100.0 * ratio((double)e->step.total, (double)vs->step.total), vs->m.name);
