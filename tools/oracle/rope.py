@@ -19,7 +19,9 @@ def yarn_freqs(rope_dim, base, factor, original_seq_len, beta_fast, beta_slow, y
     if num.official:
         f = np.float32
         expo = (np.arange(0, rope_dim, 2, dtype=f) / f(rope_dim)).astype(f)
-        freqs = (f(1.0) / np.power(f(base), expo).astype(f)).astype(f)
+        # torch's CPU pow(python scalar, f32 tensor) matches the correctly rounded f32 of the
+        # double power (measured against the official tables: exact), then an f32 reciprocal
+        freqs = (f(1.0) / np.power(float(base), expo.astype(np.float64)).astype(f)).astype(f)
     else:
         freqs = 1.0 / np.power(float(base), np.arange(0, rope_dim, 2) / rope_dim)
     if yarn:
@@ -48,7 +50,9 @@ def cos_sin(freqs, positions, num):
     t = np.asarray(positions)
     if num.official:
         ang = (t.astype(np.float32)[:, None] * freqs.astype(np.float32)[None, :]).astype(np.float32)
-        return np.cos(ang).astype(np.float64), np.sin(ang).astype(np.float64)
+        a64 = ang.astype(np.float64)
+        return (np.cos(a64).astype(np.float32).astype(np.float64),
+                np.sin(a64).astype(np.float32).astype(np.float64))
     ang = t.astype(np.float64)[:, None] * freqs[None, :]
     return np.cos(ang), np.sin(ang)
 
