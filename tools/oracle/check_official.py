@@ -2,12 +2,13 @@
 """Run the oracle on an official golden file's schedule, dump its taps under the golden
 names, and judge the dump with shared/tools/official_compare.py.
 
-    check_official.py FILE [--mode official|exact] [--teacher] [--dump OUT] [--only PREFIX]
+    check_official.py FILE [--mode official|exact] [--teacher [block|sublayer]] [--dump OUT] [--only PREFIX]
                            [--calls N] [--no-compare]
 
 --teacher   teacher forcing (golden-format.md): Block i (i >= 1) is fed the golden output of
             Block i-1 of the same call (taps.k.layers.(i-1)); the attention-only V3.2 file is
-            always fed inputs.x.  Without it the schedule runs free on its own outputs and
+            always fed inputs.x.  --teacher sublayer additionally feeds every attention its
+            golden attn.in and every MoE its golden ffn.in (isolates each sublayer).  Without it the schedule runs free on its own outputs and
             the comparison is done in free mode (only logits judged).
 --calls N   run only the first N calls of the schedule (the compare then reports the taps of
             the skipped calls missing; meant for quick looks, use --only to narrow).
@@ -37,7 +38,7 @@ def shared_dir():
     return os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared"))
 
 
-def run_v4(st, num, teacher, calls=None):
+def run_v4(st, num, teacher, calls=None, sublayer=False):
     """All calls of a full-model file; returns {tap name: array}."""
     import model as MD
     mdl = MD.Model(st, num)
@@ -53,7 +54,12 @@ def run_v4(st, num, teacher, calls=None):
             def tf(i, k=k):
                 name = f"taps.{k}.layers.{i - 1}"
                 return st.get(name) if name in st else None
-        _, taps, _ = MD.forward_call(mdl, tk, sp, state, tf)
+        sub = None
+        if sublayer:
+            def sub(path, k=k):
+                name = f"taps.{k}.{path}"
+                return st.get(name) if name in st else None
+        _, taps, _ = MD.forward_call(mdl, tk, sp, state, tf, sub)
         for path, v in taps.items():
             out[f"taps.{k}.{path}"] = v
     return out
@@ -91,7 +97,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("file")
     ap.add_argument("--mode", choices=("official", "exact"), default="official")
-    ap.add_argument("--teacher", action="store_true")
+    ap.add_argument("--teacher", nargs="?", const="block", choices=("block", "sublayer"), default=None,
+                    help="block (default): golden-format teacher forcing; sublayer: also feed every "
+                         "attention and MoE its golden input (diagnostic, isolates each sublayer)")
     ap.add_argument("--dump", default=None, help="where to write the dump (default: a temp file)")
     ap.add_argument("--only", default="")
     ap.add_argument("--calls", type=int, default=None)
@@ -109,13 +117,14 @@ def main(argv=None):
         taps = run_v32(st, num, a.calls)
         teacher = True
     else:
-        taps = run_v4(st, num, a.teacher, a.calls)
-        teacher = a.teacher
+        taps = run_v4(st, num, a.teacher is not None, a.calls, a.teacher == "sublayer")
+        teacher = a.teacher is not None
     t1 = time.time()
     dump = a.dump or os.path.join(tempfile.mkdtemp(prefix="oracle-"), "dump.safetensors")
     write_dump(dump, taps, {"format": "dsv4-golden-1", "case": st.meta.get("case", "?"),
                             "source": "dsv4ref tools/oracle (numpy)", "numerics": a.mode})
-    print(f"oracle: {st.meta.get('case', '?')} mode {a.mode}{' teacher' if teacher else ' free'}: "
+    print(f"oracle: {st.meta.get('case', '?')} mode {a.mode} "
+          f"{('teacher ' + (a.teacher or 'block')) if teacher else 'free'}: "
           f"{len(taps)} taps in {t1 - t0:.1f} s -> {dump}", flush=True)
     if a.no_compare:
         return 0

@@ -53,8 +53,10 @@ class Model:
         return {"layers": [A.AttnState() for _ in self.layers], "mtp": [A.AttnState() for _ in self.mtp]}
 
 
-def block_call(blk, X, tokens, start_pos, astate, cfg, num, taps, name):
-    """[MOD-2] one Block; X: [B, S, n, d] bf16 streams; records taps under `name`."""
+def block_call(blk, X, tokens, start_pos, astate, cfg, num, taps, name, sub=None):
+    """[MOD-2] one Block; X: [B, S, n, d] bf16 streams; records taps under `name`.
+    sub(path) -> golden tensor or None: sublayer teacher forcing (diagnostic): the attention
+    and the MoE are fed the golden attn.in / ffn.in instead of our own (our own are tapped)."""
     B, S, n, d = X.shape
     eps = cfg["norm_eps"]
     Rres = X
@@ -62,6 +64,8 @@ def block_call(blk, X, tokens, start_pos, astate, cfg, num, taps, name):
     a, post, comb = mhc.hc_pre(X, fn, sc, bs, cfg, num)
     a = L.rmsnorm(a, blk["attn_norm"], eps, num)
     taps[name + ".attn.in"] = a
+    if sub is not None and sub(name + ".attn.in") is not None:
+        a = sub(name + ".attn.in")
     o, ataps = A.attention_call(blk["attn"], a, start_pos, astate, num)
     for k, v in ataps.items():
         taps[f"{name}.{k}"] = v
@@ -72,6 +76,8 @@ def block_call(blk, X, tokens, start_pos, astate, cfg, num, taps, name):
     a, post, comb = mhc.hc_pre(X, fn, sc, bs, cfg, num)
     a = L.rmsnorm(a, blk["ffn_norm"], eps, num)
     taps[name + ".ffn.in"] = a
+    if sub is not None and sub(name + ".ffn.in") is not None:
+        a = sub(name + ".ffn.in")
     y, wgt, ind = M.moe(a.reshape(-1, d), tokens.reshape(-1), blk["ffn"], cfg, num)
     y = y.reshape(B, S, d)
     taps[name + ".ffn"] = y
@@ -89,7 +95,7 @@ def head_logits(X, hc, norm_w, head_w, cfg, num):
     return num.f32(h[:, -1] @ head_w.T)
 
 
-def forward_call(model, tokens, start_pos, state, teacher=None):
+def forward_call(model, tokens, start_pos, state, teacher=None, sub=None):
     """[MOD-1] one forward call over tokens [B, S] at start_pos (prefill 0, or one decode
     token); returns (logits [B, vocab], taps {path: array}).  teacher(i) -> golden block input
     of layer i (i >= 1) or None: teacher forcing feeds each Block the golden output of the
@@ -105,7 +111,7 @@ def forward_call(model, tokens, start_pos, state, teacher=None):
             forced = teacher(i)
             if forced is not None:
                 X = forced
-        X = block_call(blk, X, tokens, start_pos, state["layers"][i], cfg, num, taps, f"layers.{i}")
+        X = block_call(blk, X, tokens, start_pos, state["layers"][i], cfg, num, taps, f"layers.{i}", sub)
     logits = head_logits(X, model.hc_head, model.norm, model.head, cfg, num)
     taps["logits"] = logits
     return logits, taps, X
