@@ -11,7 +11,8 @@
  *               head, V3.2 weights_proj): y = f32( sum_k f32(x_k) * f32(W_nk) ), fp32 out,
  *               whatever the stored dtype (bf16 / fp8 / fp4 weights are dequantized).
  * out_f32 = 0 : the graph's own GEMM for the stored dtype:
- *   F32, BF16 : F.linear in bf16: y = bf16( sum_k x_k W_nk ) (sum exact, rounded once).
+ *   F32, BF16 : F.linear in bf16: y = bf16( f32( sum_k x_k W_nk ) ) (sum exact, rounded to
+ *               the fp32 accumulator, then to the bf16 output).
  *   F8_E4M3   : FP8 GEMM: x -> act_quant(block 128, pow2 scales) -> per 128-wide K block
  *               the exact block sum rounded to fp32, times sx * sw, accumulated in fp32;
  *               y = bf16(acc).

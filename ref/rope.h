@@ -14,7 +14,8 @@ typedef enum {
 /* The frequencies of one rotary configuration [ROPE-1..ROPE-3].
  * yarn = 1 applies the YaRN ramp (factor, original_seq_len, beta_fast, beta_slow).
  * official mode: omega_i = f32(1 / f32(theta^(2i/r))), the blend in fp32 in the official
- * order, angles phi = f32(f32(pos) * omega_i), cos/sin of that fp32 angle.
+ * order, angles phi = f32(f32(pos) * omega_i), cos/sin of that fp32 angle with the C
+ * library's cosf/sinf (as torch on the CPU: bit-exact with the official tables under glibc).
  * exact mode: everything in double, rounded to fp32 only when stored. */
 typedef struct {
     int rope_dim;          /* r (even) */
@@ -32,6 +33,11 @@ int rope_freqs_init(rope_freqs *f, int rope_dim, double theta, int yarn, double 
                     int64_t original_seq_len, double beta_fast, double beta_slow,
                     dsv4_numerics num);
 void rope_freqs_free(rope_freqs *f);
+
+/* [ROPE-2] The YaRN correction range (lo, hi) the table uses (hi carries +0.001 when the
+ * two coincide): V4 (theta 160000, L 65536) gives 15, 25; V3 (10000, 4096) gives 10, 23. */
+void rope_yarn_range(int rope_dim, double theta, int64_t original_seq_len, double beta_fast,
+                     double beta_slow, double *lo, double *hi);
 
 /* cos/sin of pair i at position pos, as the mode computes them [ROPE-4]. */
 void rope_cos_sin(const rope_freqs *f, int64_t pos, int i, float *c, float *s);
