@@ -17,7 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
-/* cmocka 1.1 names it print_error; 1.2 adds cm_print_error (testutil.h uses the latter). */
 #include "testutil.h"
 #include "safetensors.h"
 

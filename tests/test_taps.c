@@ -6,8 +6,6 @@
  * free no-op when no sink is given.
  */
 #include <unistd.h>
-/* cmocka 1.1 names it print_error; 1.2 adds cm_print_error (testutil.h uses the latter). */
-#define cm_print_error print_error
 #include "testutil.h"
 #include "safetensors.h"
 #include "taps.h"
