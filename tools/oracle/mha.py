@@ -21,7 +21,7 @@ class MHAState:
 
 
 def mha_call(p, x, start_pos, state, num):
-    """[MHA-1] x: [B, S, d]; one prefill (start_pos 0) or decode call; returns u [B, S, d].
+    """[O-MHA-1] x: [B, S, d]; one prefill (start_pos 0) or decode call; returns u [B, S, d].
     The cache holds every past k, v (written before attention: the token sees itself)."""
     B, S, _ = x.shape
     H, dqk, dv, rd = p["n_heads"], p["d_qk"], p["d_v"], p["rope_dim"]
