@@ -346,6 +346,26 @@ def test_full_model_decode_equals_prefill_in_exact_mode():
 
 
 @test
+def test_mtp_block_decode_equals_prefill_in_exact_mode():
+    cfg = DS.tiny_v4_config(compress_ratios=[4, 16, 0, 0])
+    mdl = MD.Model(DS.random_v4_weights(cfg, seed=14, mtp=True), EX)
+    if len(mdl.mtp) != 1:
+        raise AssertionError("MTP block not built although mtp.0.* weights exist")
+    toks = np.random.default_rng(15).integers(0, cfg["vocab_size"], size=(1, 14))
+    st = mdl.new_state()
+    _, _, X = MD.forward_call(mdl, toks[:, :6], 0, st)
+    MD.mtp_call(mdl, 0, X, toks[:, 1:7], 0, st)
+    for t in range(6, 12):
+        _, _, X = MD.forward_call(mdl, toks[:, t:t + 1], t, st)
+        got = MD.mtp_call(mdl, 0, X, toks[:, t + 1:t + 2], t, st)
+        fs = mdl.new_state()
+        _, _, XF = MD.forward_call(mdl, toks[:, :t + 1], 0, fs)
+        want = MD.mtp_call(mdl, 0, XF, toks[:, 1:t + 2], 0, fs)
+        close(f"MTP logits t={t}", got, want, 1e-10, "MTP block state (its own SWA window) or its inputs "
+              "(embedding of the NEXT token, hnorm per stream) differ between prefill and decode")
+
+
+@test
 def test_safetensors_round_trip_all_dtypes():
     import tempfile
     d = tempfile.mkdtemp()

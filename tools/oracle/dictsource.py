@@ -45,8 +45,9 @@ def tiny_v4_config(**over):
     return c
 
 
-def random_v4_weights(cfg, seed=0):
-    """Random weights for a tiny V4 model under the official names (F32 everywhere)."""
+def random_v4_weights(cfg, seed=0, mtp=False):
+    """Random weights for a tiny V4 model under the official names (F32 everywhere); with
+    mtp=True also the MTP block mtp.0.* (layer id n_layers: compress_ratios[n_layers])."""
     rng = np.random.default_rng(seed)
     d, H, D, rq = cfg["dim"], cfg["n_heads"], cfg["head_dim"], cfg["q_lora_rank"]
     G, Ro, m = cfg["o_groups"], cfg["o_lora_rank"], cfg["moe_inter_dim"]
@@ -59,8 +60,16 @@ def random_v4_weights(cfg, seed=0):
         t[name] = rng.normal(0, s, size=shape)
 
     w("embed.weight", cfg["vocab_size"], d, scale=1.0)
-    for i in range(cfg["n_layers"]):
-        p = f"layers.{i}"
+    blocks = [(f"layers.{i}", i) for i in range(cfg["n_layers"])]
+    if mtp:
+        blocks.append(("mtp.0", cfg["n_layers"]))
+        w("mtp.0.e_proj.weight", d, d); w("mtp.0.h_proj.weight", d, d)
+        for nm_ in ("enorm", "hnorm", "norm"):
+            t[f"mtp.0.{nm_}.weight"] = 1 + 0.1 * rng.normal(size=d)
+        w("mtp.0.hc_head_fn", n, n * d, scale=0.05)
+        t["mtp.0.hc_head_base"] = rng.normal(0, 0.5, size=n)
+        t["mtp.0.hc_head_scale"] = np.abs(rng.normal(1, 0.2, size=1))
+    for p, i in blocks:
         ratio = cfg["compress_ratios"][i]
         w(p + ".attn.wq_a.weight", rq, d); t[p + ".attn.q_norm.weight"] = 1 + 0.1 * rng.normal(size=rq)
         w(p + ".attn.wq_b.weight", H * D, rq); w(p + ".attn.wkv.weight", D, d)
