@@ -27,6 +27,7 @@ typedef struct {
     double hc_eps;
     char dtype[16], expert_dtype[16], scale_fmt[16];   /* "bf16"/"fp8", "fp4"/"" , "ue8m0" */
     int64_t max_seq_len, max_batch_size;
+    int64_t max_position_embeddings;           /* HF field, informative only (0 if absent) */
 } dsv4_config;
 
 /* Defaults = the official ModelArgs defaults. */
@@ -40,6 +41,8 @@ int dsv4_config_validate(const dsv4_config *c, const char *what);
 
 /* Layer type helpers (compress_ratios[i]): 0 SWA, 4 CSA, other HCA. */
 static inline int dsv4_layer_ratio(const dsv4_config *c, int64_t layer) { return (int)c->compress_ratios[layer]; }
+/* "SWA" / "CSA" / "HCA" for compress_ratios[layer]. */
+const char *dsv4_layer_kind(const dsv4_config *c, int64_t layer);
 static inline int dsv4_layer_is_csa(const dsv4_config *c, int64_t layer) { return c->compress_ratios[layer] == 4; }
 
 #endif

@@ -23,5 +23,12 @@ const st_tensor *wsrc_find(const dsv4_wsrc *s, const char *name);   /* NULL if a
 int wsrc_weight(const dsv4_wsrc *s, const char *name, int64_t rows, int64_t cols, dsv4_weight *out);
 /* A 1-D (or any-shape, numel = n) float tensor copied to a new float array (caller frees). */
 int wsrc_floats(const dsv4_wsrc *s, const char *name, int64_t n, float **out);
+/* An integer tensor (I64 or I32) of numel n copied to a new int64 array (caller frees). */
+int wsrc_ints(const dsv4_wsrc *s, const char *name, int64_t n, int64_t **out);
+/* The file or directory the source was opened on (for messages). */
+const char *wsrc_where(const dsv4_wsrc *s);
+/* The underlying file of a one-file source (golden file: metadata, inputs, taps); NULL for a
+ * checkpoint directory. */
+const st_file *wsrc_file(const dsv4_wsrc *s);
 
 #endif

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Every golden file of golden/official/ (made by DeepSeek's official code) against dsv4ref.
+
+For each file, two runs of `$DSV4REF_BIN check FILE`:
+  teacher  --teacher-forcing --dump D: each Block fed the golden previous output; every tap
+           judged (by `check` itself and by official_compare.py --mode teacher on D);
+  free     --dump D: the whole schedule on our own outputs; only the logits judged
+           (official_compare.py --mode free).
+official_compare.py is found through $DSV4REF_SHARED (set by tools/run-tests.sh); without it
+the test is skipped with a message. Pure standard library. Last line: "N passed, M failed".
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+    binary = os.environ.get("DSV4REF_BIN", os.path.join(ROOT, "build", "dsv4ref"))
+    shared = os.environ.get("DSV4REF_SHARED", os.path.join(ROOT, "..", "shared"))
+    judge = os.path.join(shared, "tools", "official_compare.py")
+    if not os.path.isfile(judge):
+        print(f"skip: {judge} not found (set DSV4REF_SHARED to the shared material)")
+        print("0 passed, 0 failed")
+        return 0
+    if not os.path.isfile(binary):
+        print(f"error: {binary} not built (make ref)")
+        print("0 passed, 1 failed")
+        return 1
+    gdir = os.path.join(ROOT, "golden", "official")
+    files = sorted(f for f in os.listdir(gdir) if ".safetensors" in f)
+    passed = failed = 0
+    with tempfile.TemporaryDirectory(prefix="dsv4ref-official-") as tmp:
+        for name in files:
+            path = os.path.join(gdir, name)
+            for mode in ("teacher", "free"):
+                dump = os.path.join(tmp, f"{name}.{mode}.safetensors")
+                cmd = [binary, "check", path, "--dump", dump]
+                if mode == "teacher":
+                    cmd.insert(3, "--teacher-forcing")
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                ok_check = r.returncode == 0
+                summary = [l for l in r.stdout.splitlines() if l.startswith(("FAIL", "ok   logits"))]
+                if r.returncode == 2 or not os.path.isfile(dump):
+                    print(f"FAIL {name} [{mode}]: dsv4ref check exit {r.returncode}: "
+                          f"{(r.stderr or r.stdout).strip().splitlines()[-1:] }")
+                    failed += 1
+                    continue
+                j = subprocess.run([sys.executable, judge, path, dump, "--mode", mode],
+                                   capture_output=True, text=True)
+                ok_judge = j.returncode == 0
+                jl = j.stdout.strip().splitlines()
+                tag = "ok  " if ok_check and ok_judge else "FAIL"
+                print(f"{tag} {name} [{mode}]: check exit {r.returncode}, official_compare: "
+                      f"{jl[-1] if jl else '?'}")
+                if not (ok_check and ok_judge):
+                    for line in summary[:8]:
+                        print("     check:", line)
+                    for line in [l for l in jl if l.startswith("FAIL")][:8]:
+                        print("     judge:", line)
+                if ok_check and ok_judge:
+                    passed += 1
+                else:
+                    failed += 1
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
