@@ -58,7 +58,8 @@ float fp4_pow2_scale(float amax);
 /* ---- block simulations (the official in-place "QAT" round trips) [NUM-7] ------------------ */
 /* x: [n] bf16 values (as floats). For each block of `block` consecutive values:
  * s = fp8_pow2_scale(amax); x <- bf16( e4m3(clamp(x/s, -448, 448)) * s ).
- * n must be a multiple of block. */
+ * n should be a multiple of block (the official code asserts it); a trailing partial block
+ * is treated as its own block. */
 void fp8_sim_block(float *x, int64_t n, int block);
 /* Same with FP4: s = fp4_pow2_scale(amax); x <- bf16( e2m1(clamp(x/s, -6, 6)) * s ). */
 void fp4_sim_block(float *x, int64_t n, int block);

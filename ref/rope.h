@@ -14,7 +14,8 @@ typedef enum {
 /* The frequencies of one rotary configuration [ROPE-1..ROPE-3].
  * yarn = 1 applies the YaRN ramp (factor, original_seq_len, beta_fast, beta_slow).
  * official mode: omega_i = f32(1 / f32(theta^(2i/r))), the blend in fp32 in the official
- * order, angles phi = f32(f32(pos) * omega_i), cos/sin of that fp32 angle.
+ * order, angles phi = f32(f32(pos) * omega_i), cos/sin of that fp32 angle with the C
+ * library's cosf/sinf (as torch on the CPU: bit-exact with the official tables under glibc).
  * exact mode: everything in double, rounded to fp32 only when stored. */
 typedef struct {
     int rope_dim;          /* r (even) */

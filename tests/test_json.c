@@ -11,7 +11,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 /* cmocka 1.1 names it print_error; 1.2 adds cm_print_error (testutil.h uses the latter). */
-#define cm_print_error print_error
 #include "testutil.h"
 #include "json.h"
 

@@ -18,7 +18,6 @@
 #include <unistd.h>
 #include <zlib.h>
 /* cmocka 1.1 names it print_error; 1.2 adds cm_print_error (testutil.h uses the latter). */
-#define cm_print_error print_error
 #include "testutil.h"
 #include "safetensors.h"
 

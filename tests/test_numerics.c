@@ -9,10 +9,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #ifndef cm_print_error
-#define cm_print_error print_error   /* the installed cmocka (1.1) names it print_error */
 #endif
 #include "testutil.h"
 #include "numerics.h"
+#include "safetensors.h"
 
 static uint32_t fbits(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 static float bitsf(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
@@ -339,8 +339,8 @@ static float pow2_ceil_ref(float v)
 }
 
 /* FP8 scale: amax = 448 * 2^k gives exactly 2^k, the next float above gives 2^(k+1);
- * amax below 1e-4 is floored (s = 2^-22); random bf16 amax against the reference with the
- * fp32 product f32(a * f32(1/448)).
+ * amax below 1e-4 is floored (s = 2^-22); every positive bf16 amax against the reference
+ * with the fp32 product f32(a * f32(1/448)).
  * Traps: s = amax/448 (non-ue8m0), floor(log2) instead of ceil, missing 1e-4 floor
  * (s = 0 -> division by zero on an all-zero block). */
 static void test_fp8_scale(void **state)
@@ -357,20 +357,32 @@ static void test_fp8_scale(void **state)
     }
     assert_true(fp8_pow2_scale(0.0f) == 0x1p-22f);       /* 1e-4/448 = 2.2e-7 -> 2^-22 */
     assert_true(fp8_pow2_scale(1e-6f) == 0x1p-22f);
+    /* every positive finite bf16 amax, against the frexp reference of the fp32 product,
+     * and against the real-number rule (smallest k with a <= 448 * 2^k, exact in double):
+     * the fp32 product never changes the result for bf16 amax in [2^-14, 2^14] */
     const float inv = (float)(1.0 / 448.0);
-    test_rng rng = { 77 };
-    for (int i = 0; i < 100000; i++) {
-        float a = round_bf16(fabsf(test_rng_uniform(&rng)) * (float)ldexp(1.0, (int)(test_rng_next(&rng) % 40) - 20));
+    int real_rule_differs = 0;
+    for (uint32_t p = 1; p < 0x7F80; p++) {
+        float a = bf16_to_float((uint16_t)p);
         float af = a > 1e-4f ? a : 1e-4f;
         float want = pow2_ceil_ref(af * inv);
         float got = fp8_pow2_scale(a);
         if (got != want) fail_msg("fp8_pow2_scale(%.9g) = %g, expected %g", a, got, want);
-        /* the rule's purpose: the block maximum fits, |amax / s| <= 448 */
-        assert_true(a / got <= 448.0f);
+        assert_true(a / got <= 448.0f);                  /* the block maximum fits */
+        int k = -40;
+        while ((double)af > 448.0 * ldexp(1.0, k)) k++;
+        if ((double)got != ldexp(1.0, k)) {
+            real_rule_differs++;
+            if (a >= 0x1p-14f && a <= 0x1p14f)
+                fail_msg("fp8_pow2_scale(%.9g) = %g but the real-number rule gives 2^%d", a, got, k);
+        }
     }
+    printf("  fp8 scale: fp32-product rule vs real-number rule differ at %d of 32639 bf16 "
+           "amax values (none in [2^-14, 2^14])\n", real_rule_differs);
 }
 
-/* FP4 scale: amax = 6 * 2^k -> 2^k, next above -> 2^(k+1), floor 6 * 2^-126 -> 2^-126. */
+/* FP4 scale: amax = 6 * 2^k -> 2^k, next above -> 2^(k+1), floor 6 * 2^-126 -> 2^-126;
+ * every positive bf16 amax against the frexp reference. Trap: the FP8 floor / max reused. */
 static void test_fp4_scale(void **state)
 {
     (void)state;
@@ -381,6 +393,14 @@ static void test_fp4_scale(void **state)
     }
     assert_true(fp4_pow2_scale(0.0f) == 0x1p-126f);
     assert_true(fp4_pow2_scale(1e-38f) == 0x1p-126f);
+    const float inv = (float)(1.0 / 6.0), fl = 6.0f * 0x1p-126f;
+    for (uint32_t p = 1; p < 0x7F80; p++) {                /* every positive bf16 amax */
+        float a = bf16_to_float((uint16_t)p);
+        float want = pow2_ceil_ref((a > fl ? a : fl) * inv);
+        if (fp4_pow2_scale(a) != want)
+            fail_msg("fp4_pow2_scale(%.9g) = %g, expected %g", a, fp4_pow2_scale(a), want);
+        assert_true(a / want <= 6.0f);
+    }
 }
 
 /* ---- block simulations ---- */
@@ -450,6 +470,69 @@ static void test_fp4_sim_block(void **state)
                      "scale rule)", i, x[i], want[i]);
 }
 
+/* ---- against the official golden files ---- */
+
+/* The compressed entries the official code emitted (taps.*.attn.compressor: FP8-simulated
+ * on the non-rope dims, 64-wide blocks) are fixed points of fp8_sim_block(64) on those
+ * dims, and the indexer keys (taps.*.attn.indexer.compressor: FP4-simulated, 32-wide) are
+ * fixed points of fp4_sim_block(32): the official values lie on our grids with our scale
+ * rule (a power-of-two scale s with amax/s in (224, 448] resp. (3, 6] reproduces itself).
+ * The rope dims are not simulated: they are not all fixed points.
+ * Traps: a scale rule or grid different from the official one (values would move), FP8
+ * simulation of the rope dims. */
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static void test_golden_fixed_points(void **state)
+{
+    (void)state;
+    const char *files[3] = { "flash_bf16_prefill_decode.safetensors.gz",
+                             "fp8_fp4_weights.safetensors.gz", "short_boundaries_s4.safetensors" };
+    long rows8 = 0, rows4 = 0, rope_moved = 0;
+    for (int fi = 0; fi < 3; fi++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/official-golden/%s", shared_dir(), files[fi]);
+        st_file *f = st_open(path);
+        if (!f) { printf("  (skipped %s: %s)\n", path, dsv4_last_error()); continue; }
+        for (size_t i = 0; i < st_count(f); i++) {
+            const st_tensor *t = st_get(f, i);
+            int is_idx = ends_with(t->name, ".attn.indexer.compressor");
+            int is_kv = ends_with(t->name, ".attn.compressor");
+            if (strncmp(t->name, "taps.", 5) != 0 || (!is_idx && !is_kv)) continue;
+            int64_t D = t->shape[t->ndim - 1], nrows = t->numel / D;
+            int64_t nq = is_idx ? D : D - 64;          /* rope_head_dim 64 in these cases */
+            float row[512], sim[512];
+            assert_true(D <= 512);
+            for (int64_t r = 0; r < nrows; r++) {
+                for (int64_t j = 0; j < D; j++) row[j] = (float)st_get_f64(t, r * D + j);
+                memcpy(sim, row, sizeof(float) * (size_t)D);
+                if (is_idx) fp4_sim_block(sim, nq, 32);
+                else fp8_sim_block(sim, nq, 64);
+                for (int64_t j = 0; j < nq; j++)
+                    if (sim[j] != row[j])
+                        fail_msg("%s %s row %lld dim %lld: official %.9g moves to %.9g under "
+                                 "our %s simulation (likely bug: scale rule or grid)",
+                                 files[fi], t->name, (long long)r, (long long)j, row[j], sim[j],
+                                 is_idx ? "FP4" : "FP8");
+                if (is_kv) {
+                    memcpy(sim, row + nq, sizeof(float) * 64);
+                    fp8_sim_block(sim, 64, 64);
+                    rope_moved += memcmp(sim, row + nq, sizeof(float) * 64) != 0;
+                    rows8++;
+                } else rows4++;
+            }
+        }
+        st_close(f);
+    }
+    printf("  golden fixed points: %ld FP8 compressed rows, %ld FP4 indexer rows; %ld of the "
+           "FP8 rows' rope parts are not on the FP8 grid\n", rows8, rows4, rope_moved);
+    assert_true(rows8 > 0 && rows4 > 0);
+    assert_true(rope_moved > rows8 / 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_fp4_scale),
         cmocka_unit_test(test_fp8_sim_block),
         cmocka_unit_test(test_fp4_sim_block),
+        cmocka_unit_test(test_golden_fixed_points),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

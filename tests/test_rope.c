@@ -9,12 +9,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #ifndef cm_print_error
-#define cm_print_error print_error   /* the installed cmocka (1.1) names it print_error */
 #endif
-#include <zlib.h>
 #include "testutil.h"
 #include "numerics.h"
 #include "rope.h"
+#include "safetensors.h"
+#include "json.h"
 
 static uint32_t fbits(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
 
@@ -79,66 +79,12 @@ static void test_yarn_blend(void **state)
 
 /* ---- the official tables ---- */
 
-/* A tiny private safetensors(.gz) reader for this test: the header JSON and one F32
- * tensor. (ref/safetensors.c is the project's reader; this keeps the test independent.) */
-typedef struct {
-    char *header;
-    long header_len;
-    gzFile gz;
-} mini_st;
-
-static int mini_open(mini_st *m, const char *path)
+/* A number from the file's `config` metadata (JSON), or dflt when absent. */
+static double config_number(const json_value *cfg, const char *key, double dflt)
 {
-    unsigned char n8[8];
-    m->header = NULL;
-    m->gz = gzopen(path, "rb");
-    if (!m->gz) return -1;
-    if (gzread(m->gz, n8, 8) != 8) return -1;
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | n8[i];
-    if (n > (1u << 26)) return -1;
-    m->header_len = (long)n;
-    m->header = calloc((size_t)n + 1, 1);
-    if (!m->header || gzread(m->gz, m->header, (unsigned)n) != (int)n) return -1;
-    return 0;
-}
-
-static void mini_close(mini_st *m)
-{
-    free(m->header);
-    if (m->gz) gzclose(m->gz);
-}
-
-/* Shape [P, H, 2] and data of tensor `name` (F32). Returns malloc'ed floats or NULL. */
-static float *mini_tensor(mini_st *m, const char *name, int64_t *P, int64_t *H)
-{
-    char key[256];
-    snprintf(key, sizeof key, "\"%s\"", name);
-    const char *p = strstr(m->header, key);
-    if (!p) return NULL;
-    const char *sh = strstr(p, "\"shape\"");
-    const char *off = strstr(p, "\"data_offsets\"");
-    if (!sh || !off) return NULL;
-    long long a, b, c, beg, end;
-    if (sscanf(strchr(sh, '['), "[%lld,%lld,%lld]", &a, &b, &c) != 3) return NULL;
-    if (sscanf(strchr(off, '['), "[%lld,%lld]", &beg, &end) != 2) return NULL;
-    if (c != 2 || (end - beg) != a * b * c * 4) return NULL;
-    float *d = malloc((size_t)(end - beg));
-    if (!d) return NULL;
-    if (gzseek(m->gz, 8 + m->header_len + (long)beg, SEEK_SET) < 0 ||
-        gzread(m->gz, d, (unsigned)(end - beg)) != (int)(end - beg)) { free(d); return NULL; }
-    *P = a; *H = b;
-    return d;      /* little-endian host assumed (x86 / arm64) */
-}
-
-/* A number from the escaped `config` JSON of the metadata: ...\"key\": value... */
-static double mini_config(const mini_st *m, const char *key, double dflt)
-{
-    char pat[128];
-    snprintf(pat, sizeof pat, "\"%s\\\":", key);       /* matches \"key\": but not \"x_key\": */
-    const char *p = strstr(m->header, pat);
-    if (!p) return dflt;
-    return strtod(p + strlen(pat), NULL);
+    double v;
+    const json_value *j = json_get(cfg, key);
+    return j && json_double(j, &v) == 0 ? v : dflt;
 }
 
 typedef struct {
@@ -172,22 +118,33 @@ static void test_official_tables(void **state)
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/official-golden/%s", shared_dir(), cases[ci].file);
-        mini_st m;
-        if (mini_open(&m, path)) {
-            mini_close(&m);
-            printf("  (skipped %s: not readable)\n", path);
+        st_file *sf = st_open(path);
+        if (!sf) {
+            printf("  (skipped %s: %s)\n", path, dsv4_last_error());
             continue;
         }
-        int64_t P = 0, H = 0;
-        float *tab = mini_tensor(&m, cases[ci].tensor, &P, &H);
+        const st_tensor *tt = st_find(sf, cases[ci].tensor);
+        assert_non_null(tt);
+        assert_int_equal(tt->dtype, DSV4_F32);
+        assert_int_equal(tt->ndim, 3);
+        assert_int_equal(tt->shape[2], 2);
+        int64_t P = tt->shape[0], H = tt->shape[1];
+        float *tab = malloc((size_t)tt->numel * sizeof(float));
         assert_non_null(tab);
-        int is_v4 = mini_config(&m, "compress_rope_theta", -1.0) > 0;
-        double theta = cases[ci].yarn && is_v4 ? mini_config(&m, "compress_rope_theta", 0)
-                                               : mini_config(&m, "rope_theta", 0);
-        int r = (int)mini_config(&m, is_v4 ? "rope_head_dim" : "qk_rope_head_dim", 0);
-        int64_t L = (int64_t)mini_config(&m, "original_seq_len", 0);
-        double factor = mini_config(&m, "rope_factor", 0);
-        double bf = mini_config(&m, "beta_fast", 0), bs = mini_config(&m, "beta_slow", 0);
+        for (int64_t e = 0; e < tt->numel; e++) tab[e] = (float)st_get_f64(tt, e);
+        const char *cfg_text = st_meta(sf, "config");
+        assert_non_null(cfg_text);
+        char err[256];
+        json_value *cfg = json_parse(cfg_text, strlen(cfg_text), err, sizeof err);
+        assert_non_null(cfg);
+        int is_v4 = config_number(cfg, "compress_rope_theta", -1.0) > 0;
+        double theta = cases[ci].yarn && is_v4 ? config_number(cfg, "compress_rope_theta", 0)
+                                               : config_number(cfg, "rope_theta", 0);
+        int r = (int)config_number(cfg, is_v4 ? "rope_head_dim" : "qk_rope_head_dim", 0);
+        int64_t L = (int64_t)config_number(cfg, "original_seq_len", 0);
+        double factor = config_number(cfg, "rope_factor", 0);
+        double bf = config_number(cfg, "beta_fast", 0), bs = config_number(cfg, "beta_slow", 0);
+        json_free(cfg);
         assert_int_equal(r / 2, H);
         rope_freqs f;
         assert_int_equal(rope_freqs_init(&f, r, theta, cases[ci].yarn, factor, L, bf, bs,
@@ -229,7 +186,7 @@ static void test_official_tables(void **state)
         found++;
         rope_freqs_free(&f);
         free(tab);
-        mini_close(&m);
+        st_close(sf);
     }
     assert_true(found > 0);
 }

@@ -18,6 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka 1.1 (Debian 12) calls it print_error; newer releases add cm_print_error. */
+#ifndef cm_print_error
+#define cm_print_error print_error
+#endif
+
 /* Relative L2 error ||got - want|| / ||want|| (absolute when want == 0). */
 static inline double rel_l2(const float *got, const float *want, int64_t n)
 {
