@@ -8,6 +8,7 @@
 #define cm_print_error print_error
 #include "testutil.h"
 #include "cost.h"
+#include "config.h"
 #include "counters.h"
 #include "dsv4ref.h"
 
@@ -511,6 +512,37 @@ static void test_parse_context(void **state)
     if (cost_decode_step(&m, -1, &s) == 0) fail_msg("negative position must be rejected");
 }
 
+/* ---- --config: the committed config files give the built-in models' counts ----
+ * spec/configs/v4-*.json were transcribed by another helper from the official configs; the
+ * built-ins here were filled in code from v4-architecture.md §1.1: two transcriptions. */
+static void test_config_files_match_builtin(void **state)
+{
+    (void)state;
+    static const char *const files[2] = { "spec/configs/v4-pro.json", "spec/configs/v4-flash.json" };
+    static const char *const names[2] = { "v4-pro", "v4-flash" };
+    static const int64_t Ls[3] = { 1, 4096, L1M };
+    for (int i = 0; i < 2; i++) {
+        dsv4_config c;
+        cost_model a, b;
+        if (dsv4_config_load(&c, files[i]) != 0) fail_msg("%s: %s", files[i], dsv4_last_error());
+        if (cost_model_from_v4(&a, &c, files[i]) != 0) fail_msg("%s: %s", files[i], dsv4_last_error());
+        model(names[i], &b);
+        for (int j = 0; j < 3; j++) {
+            cost_step sa, sb;
+            cost_kv ka, kb;
+            step(&a, Ls[j] - 1, &sa); step(&b, Ls[j] - 1, &sb);
+            for (int k = 0; k < DSV4_COMP_COUNT; k++)
+                if (sa.madds[k] != sb.madds[k])
+                    fail_msg("%s vs built-in %s at L = %lld, %s: %lld vs %lld\n  likely bug: a config field "
+                             "transcribed differently (o_groups, index_topk, experts, compress_ratios)", files[i],
+                             names[i], (long long)Ls[j], dsv4_component_name((dsv4_component)k),
+                             (long long)sa.madds[k], (long long)sb.madds[k]);
+            kv(&a, Ls[j], COST_KV_DEPLOY, &ka); kv(&b, Ls[j], COST_KV_DEPLOY, &kb);
+            EXPECT_I64(files[i], ka.bytes_total, kb.bytes_total, "KV bytes differ: schedule or head_dim/rope/index dims");
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_counted_equals_formula_lineage),
         cmocka_unit_test(test_hypothetical),
         cmocka_unit_test(test_parse_context),
+        cmocka_unit_test(test_config_files_match_builtin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
