@@ -11,6 +11,9 @@
 #include "config.h"
 #include "counters.h"
 #include "dsv4ref.h"
+#include "model.h"
+#include "safetensors.h"
+#include "wsrc.h"
 
 #define L1M ((int64_t)1 << 20)
 
@@ -543,6 +546,60 @@ static void test_config_files_match_builtin(void **state)
     }
 }
 
+/* ---- [COST-20] the real forward, counted: tiny official models, every decode step ----
+ * The tiny models of golden/official (DeepSeek's own golden files; their weights and configs)
+ * run prefill then decode with counting on; every decode step's count, per component, must
+ * equal cost_decode_step at that position. Layers: SWA, CSA (ratio 4), HCA (ratio 128, and a
+ * ratio-8 HCA-like layer), windows 16, top-k 9 far below the candidates late in the run. */
+static void forward_counts(const char *path, int64_t prefill, int64_t T)
+{
+    dsv4_wsrc *src = wsrc_open_file(path);
+    if (!src) fail_msg("%s: %s", path, dsv4_last_error());
+    const char *cfg = st_meta(wsrc_file(src), "config");
+    dsv4_config c;
+    cost_model cm;
+    dsv4_config_defaults(&c);
+    if (!cfg || dsv4_config_from_json(&c, cfg, strlen(cfg), path) != 0) fail_msg("%s: config: %s", path, dsv4_last_error());
+    c.max_seq_len = T;
+    c.max_batch_size = 1;
+    if (cost_model_from_v4(&cm, &c, path) != 0) fail_msg("%s", dsv4_last_error());
+    dsv4_model *m = dsv4_model_new(&c, src, 1, T, DSV4_EXACT, 0);
+    if (!m) fail_msg("%s: model: %s", path, dsv4_last_error());
+    float *logits = calloc((size_t)c.vocab_size, sizeof *logits);
+    int64_t *tok = calloc((size_t)T, sizeof *tok);
+    for (int64_t t = 0; t < T; t++) tok[t] = (t * 37 + 11) % c.vocab_size;
+    dsv4_count_enable(1);
+    dsv4_count_reset();
+    if (dsv4_model_forward(m, tok, 1, prefill, 0, logits, NULL, 0, NULL) != 0) fail_msg("prefill: %s", dsv4_last_error());
+    if (dsv4_count_total() <= 0) fail_msg("%s: the forward counted nothing: dsv4_count calls not wired", path);
+    for (int64_t t = prefill; t < T; t++) {
+        cost_step s;
+        dsv4_count_reset();
+        if (dsv4_model_forward(m, tok + t, 1, 1, t, logits, NULL, 1, NULL) != 0) fail_msg("decode %lld: %s", (long long)t, dsv4_last_error());
+        step(&cm, t, &s);
+        for (int i = 0; i < DSV4_COMP_COUNT; i++)
+            if (dsv4_count_get((dsv4_component)i) != s.madds[i]) {
+                dsv4_count_enable(0);
+                fail_msg("%s, decode t = %lld, %s: forward counted %lld, cost model %lld\n  likely bug: a "
+                         "dsv4_count call missing/duplicated in the forward, or a [COST-n] formula that is "
+                         "not what the forward does (keys listed, entries visible, emission step)", path,
+                         (long long)t, dsv4_component_name((dsv4_component)i),
+                         (long long)dsv4_count_get((dsv4_component)i), (long long)s.madds[i]);
+            }
+    }
+    dsv4_count_enable(0);
+    free(logits); free(tok);
+    dsv4_model_free(m);
+    wsrc_close(src);
+}
+
+static void test_counted_equals_formula_forward(void **state)
+{
+    (void)state;
+    forward_counts("golden/official/short_boundaries_s4.safetensors", 4, 120);       /* CSA, HCA(8), SWA */
+    forward_counts("golden/official/flash_bf16_prefill_decode.safetensors.gz", 5, 300); /* SWA, CSA, HCA(128), CSA */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -557,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_hypothetical),
         cmocka_unit_test(test_parse_context),
         cmocka_unit_test(test_config_files_match_builtin),
+        cmocka_unit_test(test_counted_equals_formula_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
