@@ -4,9 +4,9 @@
  * Expected integers below were derived by hand / by an independent Python transcription of the
  * spec-note formulas (v4-architecture.md §9, mla-dsa.md §3.7, §4.5-4.6, §6), not by running
  * this code (pitfall 20: no self-referential expectations). */
-/* this cmocka declares print_error, not cm_print_error (testutil.h uses the latter) */
-#define cm_print_error print_error
-#include "testutil.h"
+#include "lineage_fixture.h"
+#include "mha.h"
+#include "mla.h"
 #include "cost.h"
 #include "config.h"
 #include "counters.h"
@@ -600,6 +600,86 @@ static void test_counted_equals_formula_forward(void **state)
     forward_counts("golden/official/flash_bf16_prefill_decode.safetensors.gz", 5, 300); /* SWA, CSA, HCA(128), CSA */
 }
 
+/* ---- [COST-20] the lineage layers, counted: MHA, MLA (absorbed), DSA (V3.2 path) ----
+ * One tiny layer each (tests/lineage_fixture.h weights, all dims distinct, DSA top-k 4 far
+ * below the candidates), prefill 3 then decode to t = 40; the cost model of the same dims
+ * with an empty trunk (no FFN, no head) must give every decode step's count exactly. */
+typedef enum { LIN_MHA, LIN_MLA, LIN_DSA } lin_kind;
+
+static void lineage_counts(lin_kind kind)
+{
+    const int64_t T = 41, P = 3;
+    static const mha_config mc = { 36, 3, 10, 14, 10000.0 };
+    mla_config lc = kind == LIN_DSA ? fx_mla_config_v32() : fx_mla_config();
+    fixture f;
+    cost_model cm;
+    mha_layer *mh = NULL;
+    mla_layer *ml = NULL;
+    fx_init(&f, 77);
+    memset(&cm, 0, sizeof cm);
+    snprintf(cm.name, sizeof cm.name, "tiny-lineage-%d", (int)kind);
+    cm.n_layers = 1;
+    if (kind == LIN_MHA) {
+        fx_weight(&f, "mha.wq.weight", 3 * 10, 36, 0.4f);
+        fx_weight(&f, "mha.wk.weight", 3 * 10, 36, 0.4f);
+        fx_weight(&f, "mha.wv.weight", 3 * 14, 36, 0.3f);
+        fx_weight(&f, "mha.wo.weight", 36, 3 * 14, 0.25f);
+        dsv4_wlookup w = wtable_lookup(f.t);
+        mh = mha_layer_new(&mc, &w, "mha", 1, T, DSV4_EXACT);
+        if (!mh) fail_msg("%s", dsv4_last_error());
+        cm.family = COST_FAM_MHA; cm.dim = mc.dim; cm.n_heads = mc.n_heads;
+        cm.head_dim_qk = mc.head_dim; cm.head_dim_v = mc.v_head_dim;
+    } else {
+        fx_mla_weights(&f, &lc, "attn", kind == LIN_DSA);
+        dsv4_wlookup w = wtable_lookup(f.t);
+        ml = mla_layer_new(&lc, &w, "attn", 1, T, DSV4_EXACT, kind == LIN_DSA ? MLA_V32 : MLA_ABSORBED,
+                           kind == LIN_DSA);
+        if (!ml) fail_msg("%s", dsv4_last_error());
+        cm.family = kind == LIN_DSA ? COST_FAM_DSA : COST_FAM_MLA;
+        cm.dim = lc.dim; cm.n_heads = lc.n_heads; cm.q_lora_rank = lc.q_lora_rank;
+        cm.kv_lora_rank = lc.kv_lora_rank; cm.qk_nope_head_dim = lc.qk_nope_head_dim;
+        cm.qk_rope_head_dim = lc.qk_rope_head_dim; cm.v_head_dim = lc.v_head_dim;
+        cm.index_n_heads = lc.index_n_heads; cm.index_head_dim = lc.index_head_dim;
+        cm.index_topk = lc.index_topk;
+    }
+    int64_t d = cm.dim;
+    float *x = calloc((size_t)(T * d), sizeof(float)), *y = calloc((size_t)(T * d), sizeof(float));
+    fx_input(&f.rng, x, T * d, 1.0f);
+    dsv4_count_enable(1);
+    int rc = mh ? mha_forward(mh, x, y, 1, P, 0) : mla_forward(ml, x, y, 1, P, 0, NULL, NULL);
+    if (rc) fail_msg("prefill: %s", dsv4_last_error());
+    for (int64_t t = P; t < T; t++) {
+        cost_step s;
+        dsv4_count_reset();
+        rc = mh ? mha_forward(mh, x + t * d, y + t * d, 1, 1, t)
+                : mla_forward(ml, x + t * d, y + t * d, 1, 1, t, NULL, NULL);
+        if (rc) fail_msg("decode %lld: %s", (long long)t, dsv4_last_error());
+        step(&cm, t, &s);
+        for (int i = 0; i < DSV4_COMP_COUNT; i++)
+            if (dsv4_count_get((dsv4_component)i) != s.madds[i]) {
+                dsv4_count_enable(0);
+                fail_msg("%s decode t = %lld, %s: layer counted %lld, cost model %lld\n  likely bug: "
+                         "keys (t+1 causal, min(k, t+1) selected), the absorbed projections, or the "
+                         "indexer's H_I(D_I+1) per position", cm.name, (long long)t,
+                         dsv4_component_name((dsv4_component)i),
+                         (long long)dsv4_count_get((dsv4_component)i), (long long)s.madds[i]);
+            }
+    }
+    dsv4_count_enable(0);
+    free(x); free(y);
+    if (mh) mha_layer_free(mh);
+    if (ml) mla_layer_free(ml);
+    fx_free(&f);
+}
+
+static void test_counted_equals_formula_lineage_layers(void **state)
+{
+    (void)state;
+    lineage_counts(LIN_MHA);
+    lineage_counts(LIN_MLA);
+    lineage_counts(LIN_DSA);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -615,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_parse_context),
         cmocka_unit_test(test_config_files_match_builtin),
         cmocka_unit_test(test_counted_equals_formula_forward),
+        cmocka_unit_test(test_counted_equals_formula_lineage_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
