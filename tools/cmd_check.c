@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "cli.h"
 #include "check_attn.h"
+#include "check_case.h"
 #include "config.h"
 #include "json.h"
 #include "model.h"
@@ -91,7 +92,9 @@ static int forced_input(void *ctx, int call, int64_t layer, float *x, int64_t B,
 
 /* ---- the full-model check ---- */
 
-static int run_model(const dsv4_wsrc *src, const st_file *f, dsv4_numerics num, int teacher,
+/* [MDL-8] Runs the file's config, schedule and inputs.tokens through the whole model (teacher
+ * forcing: each Block fed the golden output of the previous one), tapping every module. */
+int check_full_model(const dsv4_wsrc *src, const st_file *f, dsv4_numerics num, int teacher,
                      dsv4_taps *taps)
 {
     const char *path = st_path(f);
@@ -185,8 +188,7 @@ int cmd_check(int argc, char **argv)
     dsv4_taps *taps = dsv4_taps_new();
     int rc;
     if (!taps) rc = -1;
-    else if (scope && strncmp(scope, "attention only", 14) == 0) rc = check_attention_only(src, f, num, taps);
-    else rc = run_model(src, f, num, teacher, taps);
+    else rc = check_case(src, f, num, teacher, taps);
     if (rc) {
         fprintf(stderr, "dsv4ref check: %s\n", dsv4_last_error());
         dsv4_taps_free(taps);
