@@ -10,6 +10,7 @@
 #include "check_attn.h"
 #include "check_case.h"
 #include "config.h"
+#include "dumpcmp.h"
 #include "json.h"
 #include "model.h"
 #include "safetensors.h"
@@ -31,6 +32,7 @@ static void usage(FILE *f)
             "                     tap judged); without it the model runs free and only the logits\n"
             "                     are judged (median row error <= 5e-2, same argmax >= 75%%)\n"
             "  --dump OUT         write our taps under the golden names (also when it fails)\n"
+            "  exact numerics: every tap judged by `dsv4ref compare --numerics exact` (rel-L2 <= 1e-6)\n"
             "exit: 0 pass, 1 a comparison failed, 2 bad input\n");
 }
 
@@ -215,7 +217,10 @@ int cmd_check(int argc, char **argv)
     int result = EXIT_BAD_INPUT;
     if (!ours) fprintf(stderr, "dsv4ref check: %s\n", dsv4_last_error());
     else {
-        int r = tapcmp_run(f, ours, teacher ? TAPCMP_TEACHER : TAPCMP_FREE, stdout);
+        /* exact mode: every tap to fp32 storage (spec/tolerances.md: 1e-6 per tensor);
+         * official: the rules of official_compare.py */
+        int r = num == DSV4_EXACT ? dumpcmp_run(f, ours, num, NULL, stdout)
+                                  : tapcmp_run(f, ours, teacher ? TAPCMP_TEACHER : TAPCMP_FREE, stdout);
         result = r == 0 ? EXIT_OK : r == 1 ? EXIT_MISMATCH : EXIT_BAD_INPUT;
         st_close(ours);
     }
