@@ -81,6 +81,17 @@ typedef struct {
     "\"rope_theta\": 10000.0, \"rope_factor\": 4.0, \"beta_fast\": 32, \"beta_slow\": 1, \"mscale\": 1.0, " \
     "\"index_n_heads\": 2, \"index_head_dim\": 128, \"index_topk\": 4, \"max_batch_size\": 2}"
 
+#define UNIT_CFG(RATIOS) \
+    "{\"vocab_size\": 80, \"dim\": 56, \"moe_inter_dim\": 28, \"n_layers\": 2, \"n_hash_layers\": 1, " \
+    "\"n_heads\": 4, \"n_routed_experts\": 9, \"n_shared_experts\": 1, \"n_activated_experts\": 3, " \
+    "\"score_func\": \"sqrtsoftplus\", \"route_scale\": 1.5, \"swiglu_limit\": 2.0, \"q_lora_rank\": 36, " \
+    "\"head_dim\": 80, \"rope_head_dim\": 16, \"norm_eps\": 1e-06, \"o_groups\": 2, \"o_lora_rank\": 20, " \
+    "\"window_size\": 8, \"compress_ratios\": " RATIOS ", \"compress_rope_theta\": 160000.0, " \
+    "\"rope_theta\": 10000.0, \"rope_factor\": 4.0, \"original_seq_len\": 16, \"beta_fast\": 32, " \
+    "\"beta_slow\": 1, \"index_n_heads\": 3, \"index_head_dim\": 32, \"index_topk\": 3, \"hc_mult\": 3, " \
+    "\"hc_sinkhorn_iters\": 20, \"hc_eps\": 1e-06, \"dtype\": \"bf16\", \"scale_fmt\": \"ue8m0\", " \
+    "\"max_seq_len\": 64, \"max_batch_size\": 2}"
+
 static const golden_case CASES[] = {
     { "v4_flash_tiny", K_MODEL, "full V4 model, Flash-like schedule (SWA, CSA, HCA, CSA; hash + score routing)",
       NULL, NULL, V4_FLASH_TINY, 1, 20, 5, 101,
@@ -129,6 +140,44 @@ static const golden_case CASES[] = {
       "the indexer's selected sets and the MLA output over them, prefill (naive path + masks) and decode "
       "(absorbed path)",
       "tie order inside a top-k set is ours (score descending, index ascending); only the set is claimed" },
+    { "compressor_csa", K_UNIT, "V4 KV compressor alone, ratio 4 (overlapping windows)",
+      "unit compressor: the main KV compressor of layers.0.attn (ratio compress_ratios[0]); inputs.x holds its "
+      "input (the attention input) for every position", NULL, UNIT_CFG("[4, 0]"), 2, 10, 7, 606,
+      "spec/compressor.md [CMP-1..CMP-8]",
+      "9 (entry j rotated at position j*m), 10 (overlap: 2m slots, previous block's A half, empty block -inf), "
+      "14 (FP8 simulation of the nope dims in official mode); prefill 10 leaves a partial block in the state",
+      "the entries emitted by a prefill and by decode steps (t = 11, 15) equal the reference's",
+      "the compressor's use inside attention (the KV buffer, entry visibility) is covered by the model cases" },
+    { "compressor_hca", K_UNIT, "V4 KV compressor alone, ratio 8 (HCA, non-overlapping)",
+      "unit compressor: the main KV compressor of layers.0.attn (ratio compress_ratios[0]); inputs.x holds its "
+      "input (the attention input) for every position", NULL, UNIT_CFG("[8, 0]"), 2, 10, 7, 707,
+      "spec/compressor.md [CMP-1..CMP-8]",
+      "9, 10 (no overlap for m != 4), decode completing a block started in the prefill (t = 15)",
+      "the entries emitted by a prefill and by decode steps equal the reference's",
+      "the real HCA ratio (128) is not run; m = 8 exercises the same code path" },
+    { "indexer_v4", K_UNIT, "V4 lightning indexer alone (its compressor, Hadamard, FP4, top-k)",
+      "unit indexer: the lightning indexer of layers.0.attn (ratio 4); inputs.x holds the attention input and "
+      "inputs.qr the query latent c_q for every position", NULL, UNIT_CFG("[4, 0]"), 2, 30, 4, 808,
+      "spec/indexer.md [IDX-1..IDX-6]",
+      "5 (top-k 3 of 7-8 entries), 11 (own compressor, Hadamard, FP4 round trip), 12 (sets), prefill rows "
+      "with fewer visible entries than k (-1)",
+      "the selected entry numbers (as sets) and the emitted indexer keys equal the reference's",
+      "entry numbers are NOT shifted by the KV offset (no KV buffer in a unit case)" },
+    { "mhc", K_UNIT, "manifold-constrained hyper-connections alone (HCPre with Sinkhorn, HCPost, HCHead)",
+      "unit mhc: HCPre of layers.0 (hc_attn_*), HCPost of inputs.o with its post/comb, and the HCHead "
+      "(hc_head_*); inputs.x holds the hc streams for every position", NULL, UNIT_CFG("[0, 0]"), 2, 9, 0, 909,
+      "spec/mhc.md [MHC-1..MHC-5]",
+      "15 (post = 2 sigmoid, comb softmax + eps then 20 Sinkhorn iterations column-first, hc = 3 != 4)",
+      "pre-mix a, post, comb, the new streams and the head mix equal the reference's for every token",
+      "the Block wiring of mHC (which norm follows, residual routing) is covered by the model cases" },
+    { "moe", K_UNIT, "router and MoE alone: hash routing (layer 0) and sqrt-softplus score routing (layer 1)",
+      "unit moe: the MoE of layers.0 (hash-routed) and layers.1 (score-routed) on the same inputs; inputs.x "
+      "holds the ffn input and inputs.tokens the token ids", NULL, UNIT_CFG("[0, 0]"), 2, 12, 0, 1010,
+      "spec/moe.md [MOE-1..MOE-4]",
+      "16 (bias for selection only, weights from unbiased scores, route_scale), 17 (clamp at swiglu_limit 2: "
+      "gate above only, up both sides, shared expert unclamped), top-3 of 9 experts",
+      "routing weights, expert ids (as sets) and the MoE output equal the reference's",
+      "FP4 expert weights are not used (bf16 experts)" },
 };
 #define N_CASES (sizeof CASES / sizeof CASES[0])
 
@@ -276,6 +325,92 @@ static int make_attn_inputs(gen *g, const golden_case *gc)
     return g->rc;
 }
 
+/* [GLD-4] the weights and inputs of a unit case (names of Block 0 / 1 of the full model) */
+static void add_comp_weights(gen *g, const char *pre, int64_t m, int64_t D, int64_t d)
+{
+    char n[160];
+    int64_t k = m == 4 ? 2 : 1;
+    snprintf(n, sizeof n, "%s.ape", pre); add_mat(g, DSV4_F32, n, m, k * D, 0.0, 0.5);
+    snprintf(n, sizeof n, "%s.wkv.weight", pre); add_mat(g, DSV4_F32, n, k * D, d, 0.0, sqrt(3.0 / (double)d));
+    snprintf(n, sizeof n, "%s.wgate.weight", pre); add_mat(g, DSV4_F32, n, k * D, d, 0.0, sqrt(3.0 / (double)d));
+    snprintf(n, sizeof n, "%s.norm.weight", pre); add_vec(g, DSV4_BF16, n, D, 1.0, 0.2);
+}
+
+static void add_expert(gen *g, const char *pre, int64_t inter, int64_t d)
+{
+    char n[160];
+    snprintf(n, sizeof n, "%s.w1.weight", pre); add_lin(g, n, inter, d);
+    snprintf(n, sizeof n, "%s.w2.weight", pre); add_lin(g, n, d, inter);
+    snprintf(n, sizeof n, "%s.w3.weight", pre); add_lin(g, n, inter, d);
+}
+
+static int make_unit_inputs(gen *g, const golden_case *gc)
+{
+    dsv4_config c;
+    dsv4_config_defaults(&c);
+    if (dsv4_config_from_json(&c, gc->config, strlen(gc->config), gc->name)) return -1;
+    const int64_t B = gc->B, T = gc->prefill + gc->n_decode, d = c.dim, hc = c.hc_mult;
+    const char *u = gc->scope + 5;
+    int64_t sx[3] = { B, T, d };
+    if (strncmp(u, "compressor", 10) == 0) {
+        add_comp_weights(g, "layers.0.attn.compressor", c.compress_ratios[0], c.head_dim, d);
+        add_t(g, DSV4_BF16, "inputs.x", 3, sx, 0.0, 1.7);
+    } else if (strncmp(u, "indexer", 7) == 0) {
+        int64_t sq[3] = { B, T, c.q_lora_rank };
+        add_lin(g, "layers.0.attn.indexer.wq_b.weight", c.index_n_heads * c.index_head_dim, c.q_lora_rank);
+        add_lin(g, "layers.0.attn.indexer.weights_proj.weight", c.index_n_heads, d);
+        add_comp_weights(g, "layers.0.attn.indexer.compressor", 4, c.index_head_dim, d);
+        add_t(g, DSV4_BF16, "inputs.x", 3, sx, 0.0, 1.7);
+        add_t(g, DSV4_BF16, "inputs.qr", 3, sq, 0.0, 1.7);
+    } else if (strncmp(u, "mhc", 3) == 0) {
+        int64_t nmix = (2 + hc) * hc, s4[4] = { B, T, hc, d };
+        add_mat(g, DSV4_F32, "layers.0.hc_attn_fn", nmix, hc * d, 0.0, 1.0 / sqrt((double)(hc * d)));
+        add_vec(g, DSV4_F32, "layers.0.hc_attn_base", nmix, 0.0, 1.0);
+        add_vec(g, DSV4_F32, "layers.0.hc_attn_scale", 3, 0.5, 0.3);
+        add_mat(g, DSV4_F32, "hc_head_fn", hc, hc * d, 0.0, 1.0 / sqrt((double)(hc * d)));
+        add_vec(g, DSV4_F32, "hc_head_base", hc, 0.0, 1.0);
+        add_vec(g, DSV4_F32, "hc_head_scale", 1, 0.5, 0.2);
+        add_t(g, DSV4_BF16, "inputs.x", 4, s4, 0.0, 1.7);
+        add_t(g, DSV4_BF16, "inputs.o", 3, sx, 0.0, 1.7);
+    } else if (strncmp(u, "moe", 3) == 0) {
+        char n[160];
+        for (int64_t i = 0; i < 2; i++) {
+            snprintf(n, sizeof n, "layers.%lld.ffn.gate.weight", (long long)i);
+            add_lin(g, n, c.n_routed_experts, d);
+            if (i < c.n_hash_layers) {
+                int64_t shape[2] = { c.vocab_size, c.n_activated_experts };
+                int32_t *t2e = dsv4_calloc((size_t)(shape[0] * shape[1]), sizeof *t2e, "tid2eid");
+                if (!t2e) return -1;
+                for (int64_t v = 0; v < c.vocab_size; v++)   /* distinct experts per token */
+                    for (int64_t j = 0; j < c.n_activated_experts; j++)
+                        t2e[v * c.n_activated_experts + j] = (int32_t)((v * 5 + j * 2) % c.n_routed_experts);
+                snprintf(n, sizeof n, "layers.%lld.ffn.gate.tid2eid", (long long)i);
+                if (!g->rc && st_writer_add(g->w, n, DSV4_I32, 2, shape, t2e, (size_t)(shape[0] * shape[1]) * sizeof *t2e))
+                    g->rc = -1;
+                free(t2e);
+            } else {
+                snprintf(n, sizeof n, "layers.%lld.ffn.gate.bias", (long long)i);
+                add_vec(g, DSV4_F32, n, c.n_routed_experts, 0.0, 0.3);
+            }
+            for (int64_t e = 0; e < c.n_routed_experts; e++) {
+                char pre[96];
+                snprintf(pre, sizeof pre, "layers.%lld.ffn.experts.%lld", (long long)i, (long long)e);
+                add_expert(g, pre, c.moe_inter_dim, d);
+            }
+            snprintf(n, sizeof n, "layers.%lld.ffn.shared_experts", (long long)i);
+            add_expert(g, n, c.moe_inter_dim, d);
+        }
+        add_t(g, DSV4_BF16, "inputs.x", 3, sx, 0.0, 1.7);
+        int64_t st2[2] = { B, T };
+        int64_t *tok = dsv4_calloc((size_t)(B * T), sizeof *tok, "tokens");
+        if (!tok) return -1;
+        for (int64_t i = 0; i < B * T; i++) tok[i] = (int64_t)((rng_uniform(&g->r) + 1.0) * 0.5 * (double)c.vocab_size) % c.vocab_size;
+        if (!g->rc && st_writer_add(g->w, "inputs.tokens", DSV4_I64, 2, st2, tok, (size_t)(B * T) * sizeof *tok)) g->rc = -1;
+        free(tok);
+    } else return dsv4_set_error("%s: unknown unit '%s'", gc->name, gc->scope);
+    return g->rc;
+}
+
 /* ---- one case ---- */
 
 typedef struct { char *buf; size_t len, cap; } sbuf;
@@ -328,7 +463,8 @@ static int make_case(const golden_case *gc, dsv4_numerics num, const char *out, 
     st_writer *fin = NULL;
     int rc = -1;
     if (!g.w || !sched) { dsv4_set_error("out of memory"); goto done; }
-    if (gc->kind == K_MODEL ? make_model_inputs(&g, gc, tmp_w) : make_attn_inputs(&g, gc)) goto done;
+    if (gc->kind == K_MODEL ? make_model_inputs(&g, gc, tmp_w)
+        : gc->kind == K_ATTN ? make_attn_inputs(&g, gc) : make_unit_inputs(&g, gc)) goto done;
     const char *meta[][2] = {
         { "format", "dsv4-golden-1" }, { "case", gc->name }, { "source", "dsv4ref " DSV4REF_VERSION },
         { "config", gc->config }, { "schedule", sched }, { "numerics", nname }, { "seed", seed },
