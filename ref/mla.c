@@ -122,6 +122,12 @@ double mla_softmax_scale(const mla_config *c)
     return s;
 }
 
+/* [MLA-6] the official demo's path for this config (see mla.h) */
+mla_path mla_official_path(const mla_config *c)
+{
+    return c->v32 ? MLA_V32 : MLA_ABSORBED;
+}
+
 /* ---- the layer ---- */
 
 struct mla_layer {
@@ -136,6 +142,8 @@ struct mla_layer {
     dsv4_weight wq, wq_a, wq_b, wkv_a, wkv_b, wo;
     float *q_norm_w, *kv_norm_w;
     float *wkv_b_f;              /* [H, dn + dv, rkv] dequantized (official: bf16 values) */
+    uint16_t *owned[6];          /* V3 official: FP8 weights dequantized to bf16 [LIN-1] */
+    int n_owned;
     int64_t max_batch, max_seq_len;
     float *kv_cache;             /* [max_batch, max_seq_len, rkv]  latent c */
     float *pe_cache;             /* [max_batch, max_seq_len, dr]   rope key k_R (rotated) */
@@ -145,6 +153,25 @@ struct mla_layer {
     int64_t *topk;               /* [B, S, k] of the last call */
     int64_t topk_k;
 };
+
+/* [MLA-0] V3 official graph (not v32): a weight stored in FP8 is dequantized to bf16,
+ * W = bf16(f32(e4m3) * block scale) (the V3 weight_dequant), and multiplied by a bf16 GEMM
+ * (gemm_impl = "bf16"), instead of V3.2's FP8 GEMM with activation quantization. w is
+ * replaced by a BF16 view of an owned copy. Other dtypes and modes: unchanged. */
+static int v3_bf16_weight(mla_layer *L, dsv4_weight *w)
+{
+    if (L->num != DSV4_OFFICIAL || L->c.v32 || w->dtype != DSV4_F8_E4M3) return 0;
+    if (weight_check(w)) return -1;
+    uint16_t *b = dsv4_calloc((size_t)(w->rows * w->cols), sizeof(uint16_t), w->name);
+    if (!b) return -1;
+    for (int64_t r = 0; r < w->rows; r++)
+        for (int64_t k = 0; k < w->cols; k++) b[r * w->cols + k] = bf16_from_float(weight_at(w, r, k));
+    L->owned[L->n_owned++] = b;
+    w->dtype = DSV4_BF16;
+    w->data = b;
+    w->scale = NULL;
+    return 0;
+}
 
 /* "<prefix>.<leaf>.weight" as a [rows, cols] view (error names the tensor). */
 static int get_w(const dsv4_wlookup *w, const char *prefix, const char *leaf, int64_t rows,
@@ -208,6 +235,11 @@ mla_layer *mla_layer_new(const mla_config *c, const dsv4_wlookup *w, const char 
     if (get_f(w, prefix, "kv_norm", L->rkv, &L->kv_norm_w)) goto fail;
     if (get_w(w, prefix, "wkv_b", L->H * (L->dn + L->dv), L->rkv, &L->wkv_b)) goto fail;
     if (get_w(w, prefix, "wo", L->dim, L->H * L->dv, &L->wo)) goto fail;
+    {
+        dsv4_weight *all[6] = { &L->wq, &L->wq_a, &L->wq_b, &L->wkv_a, &L->wkv_b, &L->wo };
+        for (int i = 0; i < 6; i++)
+            if (all[i]->data && v3_bf16_weight(L, all[i])) goto fail;
+    }
 
     /* the absorbed path reads W_UK / W_UV element-wise: dequantize once (official: to bf16,
      * as the official weight_dequant; bf16 weights are used as they are) */
@@ -246,6 +278,7 @@ void mla_layer_free(mla_layer *L)
     if (!L) return;
     if (L->rope_ok) rope_freqs_free(&L->rope);
     free(L->q_norm_w); free(L->kv_norm_w); free(L->wkv_b_f);
+    for (int i = 0; i < L->n_owned; i++) free(L->owned[i]);
     free(L->kv_cache); free(L->pe_cache); free(L->k_cache); free(L->v_cache);
     dsa_indexer_free(L->idx);
     free(L->topk);
