@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mla.h"
+#include "counters.h"
 #include "mha.h"
 #include "dsa_indexer.h"
 #include "json.h"
@@ -336,6 +337,9 @@ static void attend_absorbed(const mla_layer *L, const float *qc, const float *qr
     const dsv4_numerics num = L->num;
     const int64_t rkv = L->rkv, dn = L->dn, dv = L->dv;
     const float *Wh = L->wkv_b_f + h * (dn + dv) * rkv;   /* [dn + dv, rkv] */
+    dsv4_count(DSV4_COMP_Q_PROJ, dn * rkv);                           /* [COST-3] absorb W^UK */
+    dsv4_count(DSV4_COMP_CORE_ATTN, nk * (2 * rkv + L->dr));          /* [COST-3] q.c, q_R.k_R, p.c */
+    dsv4_count(DSV4_COMP_O_PROJ, dv * rkv);                           /* [COST-3] W^UV */
     for (int64_t c = 0; c < rkv; c++) {
         double acc = 0.0;
         for (int64_t d = 0; d < dn; d++) acc += (double)qc[d] * (double)Wh[d * rkv + c];
@@ -424,15 +428,19 @@ static int mla_forward_impl(mla_layer *L, const float *x, float *out, int64_t B,
     /* [MLA-1] query */
     if (L->rq == 0) {
         if (linear(&L->wq, x, q, B * S, 0, num)) goto done;
+        dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq, B * S);            /* [COST-3] */
     } else {
         cq = dsv4_calloc((size_t)(B * S * L->rq), sizeof(float), "MLA query latent");
         if (!cq) goto done;
         if (linear(&L->wq_a, x, cq, B * S, 0, num)) goto done;
+        dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq_a, B * S);          /* [COST-3] */
         rmsnorm(cq, L->q_norm_w, cq, B * S, (int)L->rq, (float)L->c.norm_eps, num);
         if (linear(&L->wq_b, cq, q, B * S, 0, num)) goto done;
+        dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq_b, B * S);
     }
     /* [MLA-3] latent and rope key */
     if (linear(&L->wkv_a, x, kva, B * S, 0, num)) goto done;
+    dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wkv_a, B * S);            /* [COST-3] */
     for (int64_t i = 0; i < B * S; i++)
         memcpy(c + i * rkv, kva + i * (rkv + dr), (size_t)rkv * sizeof(float));
     rmsnorm(c, L->kv_norm_w, c, B * S, (int)rkv, (float)L->c.norm_eps, num);
@@ -457,6 +465,8 @@ static int mla_forward_impl(mla_layer *L, const float *x, float *out, int64_t B,
         kvb = dsv4_calloc((size_t)(B * S * H * (dn + dv)), sizeof(float), "MLA wkv_b output");
         if (!kvb) goto done;
         if (linear(&L->wkv_b, c, kvb, B * S, 0, num)) goto done;
+        if (!absorbed)   /* [COST-3]: an absorbed (decode) call never reads these keys */
+            dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wkv_b, B * S);
         for (int64_t b = 0; b < B; b++)
             for (int64_t s = 0; s < S; s++) {
                 const int64_t bs = b * S + s, slot = b * L->max_seq_len + start_pos + s;
@@ -502,6 +512,7 @@ static int mla_forward_impl(mla_layer *L, const float *x, float *out, int64_t B,
         }
     /* [MLA-7] output projection */
     if (linear(&L->wo, o, out, B * S, 0, num)) goto done;
+    dsv4_count_linear(DSV4_COMP_O_PROJ, &L->wo, B * S);                /* [COST-3] */
     rc = 0;
 done:
     free(cq); free(q); free(kva); free(c); free(kvb); free(o); free(lg); free(keys);
