@@ -11,9 +11,9 @@ the test is skipped with a message. Pure standard library. Last line: "N passed,
 K skipped".
 
 KNOWN lists the runs that fail for a measured, documented reason (spec/model.md,
-"Verification against the official golden files": torch's CPU bf16 rsqrt rounds twice in its
-scalar tail, and torch.topk's CPU tie order); they are still run and printed, counted as
-skipped while they fail, and reported as XPASS (counted passed) the day they pass.
+"Verification against the official golden files"); they are still run and printed with their
+numbers, counted as skipped while they fail, and an unexpected pass (XPASS) FAILS the test so
+that the list is kept true.
 """
 import os
 import subprocess
@@ -23,9 +23,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 KNOWN = {
-    ("fp8_fp4_weights", "teacher"): "decode-attention residual (torch CPU bf16 rsqrt tail) -> 3-4 FP8 MoE outlier rows",
-    ("fp8_fp4_weights", "free"): "decode-attention residual (torch CPU bf16 rsqrt tail)",
-    ("flash_bf16_prefill_decode", "free"): "decode-attention residual + bf16 index-score tie order",
+    ("flash_bf16_prefill_decode", "free"): "free-running drift over 85 decode calls: rare bf16/FP8 "
+        "code flips from fp32 accumulation order amplified by CSA selections (median 5.1e-2 vs 5e-2)",
 }
 
 
@@ -74,7 +73,10 @@ def main():
                         print("     check:", line)
                     for line in [l for l in jl if l.startswith("FAIL")][:8]:
                         print("     judge:", line)
-                if ok:
+                if ok and known:
+                    print("     XPASS: this run now passes; remove it from KNOWN")
+                    failed += 1
+                elif ok:
                     passed += 1
                 elif known:
                     skipped += 1
