@@ -23,7 +23,9 @@
 #include "safetensors.h"
 #include "sha256.h"
 #include "taps.h"
+#include "norm.h"
 #include "tiny_model.h"
+#include "topk.h"
 #include "wsrc.h"
 
 /* ---- the cases ---- */
@@ -545,6 +547,9 @@ int cmd_golden(int argc, char **argv)
         fprintf(stderr, "dsv4ref golden: cannot create %s\n", out);
         return EXIT_BAD_INPUT;
     }
+    /* the defaults `dsv4ref check` uses on a file whose source is not DeepSeek's code: our tie
+     * rule [TOPK-1] (spec/golden-suite.md [GLD-1]) */
+    topk_set_rule(TOPK_RULE_SPEC);
     sbuf man = { NULL, 0, 0 };
     sb_add(&man, "{\"format\": \"dsv4-golden-manifest-1\", \"source\": \"%s\",\n \"cases\": [", "dsv4ref " DSV4REF_VERSION);
     int first = 1, rc = EXIT_OK;
