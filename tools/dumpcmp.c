@@ -40,7 +40,7 @@ static void pos_str(const st_tensor *t, int64_t flat, char *buf, size_t n)
 
 /* ---- per-tensor statistics, pooled per module path ---- */
 
-/* [CMP-TOL] the module path of a tap: "taps.<k>.<path>" -> "<path>"; other names: themselves */
+/* [TOL-CMP] the module path of a tap: "taps.<k>.<path>" -> "<path>"; other names: themselves */
 static const char *module_path(const char *name)
 {
     if (strncmp(name, "taps.", 5) != 0) return name;
@@ -70,7 +70,7 @@ typedef struct {
     int ok;
 } pstat;
 
-/* [CMP-TOL] Jaccard of row r of a and b (last dim), -1 (any negative) dropped; two empty sets: 1. */
+/* [TOL-CMP] Jaccard of row r of a and b (last dim), -1 (any negative) dropped; two empty sets: 1. */
 static double row_jaccard(const st_tensor *a, const st_tensor *b, int64_t r, int64_t k)
 {
     int64_t inter = 0, na = 0, nb = 0;
@@ -148,7 +148,7 @@ static int parse_layer_tap(const char *name, int *call, int *layer, const char *
     return 1;
 }
 
-/* [CMP-TOL] Rows whose discrete choice differs from the expected one: the indexer's top-k set
+/* [TOL-CMP] Rows whose discrete choice differs from the expected one: the indexer's top-k set
  * excuses that layer's attn, ffn.in, ffn, ffn.gate.0 and Block rows of that call; the routed
  * experts excuse its ffn, ffn.gate.0 and Block rows; in the last layer, the logits row of the
  * sequence's last position (official_compare.py, teacher mode). The choices are judged

@@ -8,7 +8,7 @@
 #include "dsv4ref.h"
 #include "safetensors.h"
 
-/* [CMP-TOL] Compares the tensors of `expected` (its taps.* when it holds any, else every tensor
+/* [TOL-CMP] Compares the tensors of `expected` (its taps.* when it holds any, else every tensor
  * except aux.*; only names starting with `only` when only != NULL) with the same names in
  * `actual`, in any float dtype each (F64 / F32 / F16 / BF16 read as double):
  *   index tensors (integer dtype on either side, or a name ending in attn.indexer / gate.1):
