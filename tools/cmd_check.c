@@ -215,6 +215,9 @@ int cmd_check(int argc, char **argv)
     topk_set_rule(rule);
     const char *scope = st_meta(f, "scope");
     const char *cs = st_meta(f, "case");
+    /* one module run on stored inputs (attention only, unit): there is no chain of Blocks
+     * to drift, every tap is judged (as with teacher forcing) */
+    if (scope) teacher = 1;
     printf("case %s: %s, numerics %s, %s, top-k ties %s\n", cs ? cs : golden, scope ? scope : "full model",
            dsv4_numerics_name(num), teacher ? "teacher-forced" : "free-running", topk_rule_name(rule));
 
