@@ -154,6 +154,8 @@ def only_prefix_restricts():
     del t["taps.0.logits"]
     rc, out = compare(EXPECTED, write("only.safetensors", t), "--only", "taps.0.layers.")
     assert rc == 0 and "3 passed" in out, f"--only taps.0.layers. must skip the logits (rc {rc})\n{out}"
+    rc, out = compare(EXPECTED, write("only.safetensors", t), "--only", "layers.1.")
+    assert rc == 0 and "1 passed" in out, f"--only layers.1. (a module path) must select the indexer tap (rc {rc})\n{out}"
 
 
 @test

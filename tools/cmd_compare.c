@@ -20,7 +20,8 @@ static void usage(FILE *f)
             "    index tensors (integer dtypes, *.attn.indexer, *.gate.1): rows as sets, -1 dropped,\n"
             "              mean Jaccard >= 0.98\n"
             "  --numerics  default: EXPECTED's metadata `numerics`, else official\n"
-            "  --only      compare only the names starting with PREFIX (e.g. taps.0.layers.2.)\n"
+            "  --only      compare only the names, or module paths (the name after taps.<k>.), starting\n"
+            "              with PREFIX: taps.0. (the prefill), layers.2.attn (that layer, every call)\n"
             "exit: 0 pass, 1 a tensor failed or is missing, 2 bad input\n");
 }
 

@@ -17,9 +17,14 @@ static int ends_with(const char *s, const char *suf)
 }
 
 /* the tensors that are compared: taps.* when the file holds any, else all but aux.* */
+static const char *module_path(const char *name);
+
+/* [TOL-CMP] only: a prefix of the full name (taps.0.layers.2.) or of the module path
+ * (layers.2.attn: every call) */
 static int selected(const char *name, const char *only, int has_taps)
 {
-    if (only && strncmp(name, only, strlen(only)) != 0) return 0;
+    if (only && strncmp(name, only, strlen(only)) != 0 && strncmp(module_path(name), only, strlen(only)) != 0)
+        return 0;
     if (has_taps) return strncmp(name, "taps.", 5) == 0;
     return strncmp(name, "aux.", 4) != 0;
 }

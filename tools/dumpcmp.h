@@ -9,7 +9,8 @@
 #include "safetensors.h"
 
 /* [TOL-CMP] Compares the tensors of `expected` (its taps.* when it holds any, else every tensor
- * except aux.*; only names starting with `only` when only != NULL) with the same names in
+ * except aux.*; with only != NULL, only names whose full name or module path
+ * (the name after taps.<k>.) starts with `only`) with the same names in
  * `actual`, in any float dtype each (F64 / F32 / F16 / BF16 read as double):
  *   index tensors (integer dtype on either side, or a name ending in attn.indexer / gate.1):
  *     per row (last dim) as sets, -1 dropped; mean Jaccard >= DSV4_TOL.jaccard_min;
