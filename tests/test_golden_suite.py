@@ -81,6 +81,14 @@ def main():
             print(f"     {c['file']}: {n} taps, worst rel-L2 {worst:.2e}")
         record(f"oracle (exact, 1e-6) {c['file']}", oracle)
 
+    def naive_is_absorbed():
+        # [MLA-6] the two MLA paths are one mathematics: their exact files (same weights and
+        # inputs) must agree to fp32 storage; a wrong absorption (W_UK / W_UV split) breaks it
+        r = subprocess.run([BIN, "compare", os.path.join(GOLDEN, "mla_naive_tiny_exact.safetensors"),
+                            os.path.join(GOLDEN, "mla_absorbed_tiny_exact.safetensors")], capture_output=True, text=True)
+        assert r.returncode == 0, f"MLA naive vs absorbed (exact) differ; likely bug: the absorbed path\n{r.stdout}"
+    record("MLA naive == absorbed in exact mode", naive_is_absorbed)
+
     for c in cases:
         def check(c=c):
             r = subprocess.run([BIN, "check", os.path.join(GOLDEN, c["file"]), "--teacher-forcing"],
