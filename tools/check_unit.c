@@ -41,6 +41,7 @@ typedef struct {
     dsv4_dtype fdt;   /* float tap dtype: BF16 official (the module's bf16 output), F32 exact */
 } unit_ctx;
 
+/* [GLD-4] config, schedule (calls inside inputs.x), B, T and the float tap dtype of a unit file */
 static int unit_setup(unit_ctx *u, const st_file *f, dsv4_numerics num)
 {
     const char *cj = st_meta(f, "config"), *sj = st_meta(f, "schedule");

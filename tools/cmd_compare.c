@@ -8,6 +8,7 @@
 #include "dumpcmp.h"
 #include "safetensors.h"
 
+/* the usage text (stdout for --help, stderr on a usage error) */
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -25,6 +26,7 @@ static void usage(FILE *f)
             "exit: 0 pass, 1 a tensor failed or is missing, 2 bad input\n");
 }
 
+/* [TOL-CMP] `dsv4ref compare EXPECTED ACTUAL [--numerics exact|official] [--only PREFIX]` */
 int cmd_compare(int argc, char **argv)
 {
     const char *exp_path = NULL, *act_path = NULL, *num_arg = NULL, *only = NULL;

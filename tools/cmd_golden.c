@@ -211,12 +211,14 @@ static void add_t(gen *g, dsv4_dtype dt, const char *name, int ndim, const int64
     free(buf);
 }
 
+/* a [rows, cols] tensor (add_t) */
 static void add_mat(gen *g, dsv4_dtype dt, const char *name, int64_t rows, int64_t cols, double offset, double scale)
 {
     int64_t s[2] = { rows, cols };
     add_t(g, dt, name, 2, s, offset, scale);
 }
 
+/* a [n] tensor (add_t) */
 static void add_vec(gen *g, dsv4_dtype dt, const char *name, int64_t n, double offset, double scale)
 {
     add_t(g, dt, name, 1, &n, offset, scale);
@@ -338,6 +340,7 @@ static void add_comp_weights(gen *g, const char *pre, int64_t m, int64_t D, int6
     snprintf(n, sizeof n, "%s.norm.weight", pre); add_vec(g, DSV4_BF16, n, D, 1.0, 0.2);
 }
 
+/* one SwiGLU expert: w1, w3 [inter, d], w2 [d, inter] (bf16) */
 static void add_expert(gen *g, const char *pre, int64_t inter, int64_t d)
 {
     char n[160];
@@ -346,6 +349,7 @@ static void add_expert(gen *g, const char *pre, int64_t inter, int64_t d)
     snprintf(n, sizeof n, "%s.w3.weight", pre); add_lin(g, n, inter, d);
 }
 
+/* [GLD-4] dispatch on the unit named after "unit " in the scope */
 static int make_unit_inputs(gen *g, const golden_case *gc)
 {
     dsv4_config c;
@@ -417,6 +421,7 @@ static int make_unit_inputs(gen *g, const golden_case *gc)
 
 typedef struct { char *buf; size_t len, cap; } sbuf;
 
+/* appends fmt (with at most one %s = a) to the growing string s */
 static void sb_add(sbuf *s, const char *fmt, const char *a)
 {
     size_t need = strlen(fmt) + (a ? strlen(a) : 0) + 1;
@@ -528,6 +533,8 @@ done:
     return rc;
 }
 
+/* [GLD-1] `dsv4ref golden --out DIR [--only CASE]`: every case in both numerics, then
+ * MANIFEST.json. Exit 0, or 2 on any error (a partial suite has no MANIFEST). */
 int cmd_golden(int argc, char **argv)
 {
     const char *out = NULL, *only = NULL;
@@ -542,6 +549,14 @@ int cmd_golden(int argc, char **argv)
         else { fprintf(stderr, "dsv4ref golden: unexpected argument '%s'\n", argv[i]); return EXIT_BAD_INPUT; }
     }
     if (!out) { fprintf(stderr, "dsv4ref golden: --out DIR is required\n"); return EXIT_BAD_INPUT; }
+    int known = !only;
+    for (size_t i = 0; i < N_CASES; i++) if (only && strcmp(only, CASES[i].name) == 0) known = 1;
+    if (!known) {
+        fprintf(stderr, "dsv4ref golden: no case named '%s'; the cases:", only);
+        for (size_t i = 0; i < N_CASES; i++) fprintf(stderr, " %s", CASES[i].name);
+        fprintf(stderr, "\n");
+        return EXIT_BAD_INPUT;
+    }
     struct stat sb;
     if (stat(out, &sb) != 0 && mkdir(out, 0777) != 0) {
         fprintf(stderr, "dsv4ref golden: cannot create %s\n", out);

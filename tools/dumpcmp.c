@@ -5,11 +5,13 @@
 #include "dumpcmp.h"
 #include "tolerance.h"
 
+/* integer dtypes: their tensors are index sets [TOL-CMP] */
 static int is_int_dtype(dsv4_dtype d)
 {
     return d == DSV4_I64 || d == DSV4_I32 || d == DSV4_I8 || d == DSV4_U8 || d == DSV4_BOOL;
 }
 
+/* s ends with suf */
 static int ends_with(const char *s, const char *suf)
 {
     size_t a = strlen(s), b = strlen(suf);
@@ -100,6 +102,7 @@ static double row_jaccard(const st_tensor *a, const st_tensor *b, int64_t r, int
     return uni == 0 ? 1.0 : (double)inter / (double)uni;
 }
 
+/* [TOL-CMP] per-row Jaccard of an index tensor (rows = the last dim) */
 static void stat_index(tstat *t)
 {
     const st_tensor *e = t->e, *a = t->a;
@@ -119,6 +122,7 @@ static void stat_index(tstat *t)
 typedef struct { char path[96]; int call; int64_t row; } excuse;
 typedef struct { excuse *e; int64_t n, cap; } excuses;
 
+/* records (path, call, row) once */
 static int excuse_add(excuses *x, const char *path, int call, int64_t row)
 {
     for (int64_t i = 0; i < x->n; i++)
@@ -195,6 +199,7 @@ static int build_excuses(const st_file *e, const st_file *a, excuses *x)
     return 0;
 }
 
+/* (path, call, row) was excused by build_excuses */
 static int is_excused(const excuses *x, const char *path, int call, int64_t row)
 {
     for (int64_t i = 0; i < x->n; i++)
@@ -237,6 +242,7 @@ static void stat_float(tstat *t, const excuses *exc, const char *path, int call)
     if (t->worst >= 0) { t->worst_e = st_get_f64(e, t->worst); t->worst_a = st_get_f64(a, t->worst); }
 }
 
+/* row r of an index tensor as a set "{a, b, ...}" (-1 dropped) */
 static void print_sets(FILE *out, const st_tensor *t, int64_t r, int64_t k)
 {
     fprintf(out, "{");
@@ -288,6 +294,7 @@ static void report(FILE *out, const tstat *t, int ok, dsv4_numerics num)
     fprintf(out, "\n");
 }
 
+/* [TOL-CMP] tools/dumpcmp.h */
 int dumpcmp_run(const st_file *expected, const st_file *actual, dsv4_numerics num, const char *only, FILE *out)
 {
     int has_taps = 0, n_pass = 0, n_fail = 0, n_t = 0, n_p = 0, rc = 2;
