@@ -142,6 +142,30 @@ static const golden_case CASES[] = {
       "the indexer's selected sets and the MLA output over them, prefill (naive path + masks) and decode "
       "(absorbed path)",
       "tie order inside a top-k set is ours (score descending, index ascending); only the set is claimed" },
+    { "v4_swa_layer", K_ATTN, "one V4 attention layer, SWA (window only, ratio 0)",
+      "attention only: one V4 attention layer named layers.0.attn (ratio compress_ratios[0]); inputs.x holds its "
+      "input (RMSNorm(HCPre(x))) for every position", "v4", UNIT_CFG("[0, 0]"), 2, 11, 6, 1111,
+      "spec/v4-attention.md [V4Q] [WIN] [OUT]; spec/sparse-attention.md; spec/csa-hca.md",
+      "6 (theta 10000, no YaRN on SWA layers), 7 (no YaRN mscale), 8 (inverse RoPE on the output), 13 (sinks), "
+      "window ring across decode (prefill 11 > window 8), o_groups 2 with wo_a columns 160 != dim 56 (18)",
+      "the SWA layer's output for a prefill and 6 decodes, batch 2",
+      "no compression: see v4_csa_layer and v4_hca_layer" },
+    { "v4_csa_layer", K_ATTN, "one V4 attention layer, CSA (ratio 4: overlapping compressor + lightning indexer)",
+      "attention only: one V4 attention layer named layers.0.attn (ratio compress_ratios[0]); inputs.x holds its "
+      "input (RMSNorm(HCPre(x))) for every position", "v4", UNIT_CFG("[4, 0]"), 2, 11, 6, 1212,
+      "spec/v4-attention.md; spec/csa-hca.md [CSA-1..]; spec/compressor.md; spec/indexer.md; spec/sparse-attention.md",
+      "5 (top-3 of 2-4 visible entries: the regime changes during the case), 6, 9, 10, 11, 12, 13, 14, the KV "
+      "offset of compressed entries (S at prefill, window at decode)",
+      "the CSA layer's output, emitted entries, indexer keys and selections (as sets), prefill and decode",
+      "a tiny top-k (3): selections are mostly 'all visible' early on; indexer_v4 exercises k << entries" },
+    { "v4_hca_layer", K_ATTN, "one V4 attention layer, HCA (ratio 8: non-overlapping compressor, every entry visible)",
+      "attention only: one V4 attention layer named layers.0.attn (ratio compress_ratios[0]); inputs.x holds its "
+      "input (RMSNorm(HCPre(x))) for every position", "v4", UNIT_CFG("[8, 0]"), 2, 11, 6, 1313,
+      "spec/v4-attention.md; spec/csa-hca.md; spec/compressor.md; spec/sparse-attention.md",
+      "6 (compress_rope_theta + YaRN on compressed layers), 9, 10, 13, entries visible only once complete "
+      "(t = 15 emits entry 1 during decode)",
+      "the HCA layer's output and emitted entries, prefill and decode",
+      "ratio 8 stands for 128 (same code path)" },
     { "compressor_csa", K_UNIT, "V4 KV compressor alone, ratio 4 (overlapping windows)",
       "unit compressor: the main KV compressor of layers.0.attn (ratio compress_ratios[0]); inputs.x holds its "
       "input (the attention input) for every position", NULL, UNIT_CFG("[4, 0]"), 2, 10, 7, 606,
@@ -291,9 +315,38 @@ static int make_model_inputs(gen *g, const golden_case *gc, const char *tmp)
     return rc;
 }
 
+/* [GLD-3] one V4 attention layer layers.0.attn of ratio compress_ratios[0] (official names) */
+static void add_comp_weights(gen *g, const char *pre, int64_t m, int64_t D, int64_t d);
+
+static int make_v4_attn_inputs(gen *g, const golden_case *gc)
+{
+    dsv4_config c;
+    dsv4_config_defaults(&c);
+    if (dsv4_config_from_json(&c, gc->config, strlen(gc->config), gc->name)) return -1;
+    const int64_t d = c.dim, H = c.n_heads, D = c.head_dim, m = c.compress_ratios[0];
+    add_lin(g, "layers.0.attn.wq_a.weight", c.q_lora_rank, d);
+    add_vec(g, DSV4_BF16, "layers.0.attn.q_norm.weight", c.q_lora_rank, 1.0, 0.2);
+    add_lin(g, "layers.0.attn.wq_b.weight", H * D, c.q_lora_rank);
+    add_lin(g, "layers.0.attn.wkv.weight", D, d);
+    add_vec(g, DSV4_BF16, "layers.0.attn.kv_norm.weight", D, 1.0, 0.2);
+    add_lin(g, "layers.0.attn.wo_a.weight", c.o_groups * c.o_lora_rank, H * D / c.o_groups);
+    add_lin(g, "layers.0.attn.wo_b.weight", d, c.o_groups * c.o_lora_rank);
+    add_vec(g, DSV4_F32, "layers.0.attn.attn_sink", H, 0.0, 2.0);
+    if (m > 0) add_comp_weights(g, "layers.0.attn.compressor", m, D, d);
+    if (m == 4) {
+        add_lin(g, "layers.0.attn.indexer.wq_b.weight", c.index_n_heads * c.index_head_dim, c.q_lora_rank);
+        add_lin(g, "layers.0.attn.indexer.weights_proj.weight", c.index_n_heads, d);
+        add_comp_weights(g, "layers.0.attn.indexer.compressor", 4, c.index_head_dim, d);
+    }
+    int64_t shape[3] = { gc->B, gc->prefill + gc->n_decode, d };
+    add_t(g, DSV4_BF16, "inputs.x", 3, shape, 0.0, 1.7);
+    return g->rc;
+}
+
 /* [GLD-3] one attention module named layers.0.attn + inputs.x (BF16 [B, T, dim]) */
 static int make_attn_inputs(gen *g, const golden_case *gc)
 {
+    if (strcmp(gc->attention, "v4") == 0) return make_v4_attn_inputs(g, gc);
     char err[256];
     json_value *v = json_parse(gc->config, strlen(gc->config), err, sizeof err);
     if (!v) return dsv4_set_error("%s: bad built-in config: %s", gc->name, err);

@@ -12,7 +12,8 @@ The oracle runs the file from its inputs and weights only — its config, schedu
 metadata — never from any tap (free-running: in exact mode nothing amplifies; a differing
 top-k set or expert choice is reported as such).  Cases (spec/golden-suite.md [GLD-2]):
   no `scope`                  the whole V4 model (tools/oracle/model.py)
-  scope "attention only ..."  metadata `attention` = mha | mla_naive | mla_absorbed | dsa
+  scope "attention only ..."  metadata `attention` = mha | mla_naive | mla_absorbed | dsa | v4
+  scope "unit <module>"       compressor | indexer | mhc | moe (tools/oracle/units.py)
 Prints one line per file and ends with "N passed, M failed"; exit 0 all pass, 1 else, 2 bad input.
 """
 import argparse
@@ -83,6 +84,24 @@ def run_mha(st, num):
     return out
 
 
+def run_v4_layer(st, num):
+    """[O-ATT-1] one V4 attention layer layers.0.attn (ratio compress_ratios[0]) over the
+    schedule, fed inputs.x; its taps under taps.k.layers.0.*."""
+    import v4_attention as A
+    cfg = json.loads(st.meta["config"])
+    p = A.attention_params(st, "layers.0.attn", cfg, 0, num)
+    x = st.get("inputs.x")
+    state = A.AttnState()
+    out = {}
+    for k, call in enumerate(json.loads(st.meta["schedule"])):
+        sp, ln = call["start_pos"], call["len"]
+        o, taps = A.attention_call(p, x[:, sp:sp + ln], sp, state, num)
+        out[f"taps.{k}.layers.0.attn"] = o
+        for name, v in taps.items():
+            out[f"taps.{k}.layers.0.{name}"] = v
+    return out
+
+
 def run_file(st, num):
     scope = st.meta.get("scope", "full model")
     if scope.startswith("attention only"):
@@ -91,6 +110,8 @@ def run_file(st, num):
             return run_mha(st, num)
         if kind in ("mla_naive", "mla_absorbed"):
             return run_mla(st, num, kind)
+        if kind == "v4":
+            return run_v4_layer(st, num)
         return CO.run_v32(st, num)
     if scope.startswith("unit "):
         import units
