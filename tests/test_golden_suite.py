@@ -69,6 +69,12 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    def no_stale_files():
+        listed = {c["file"] for c in cases}
+        stale = sorted(f for f in os.listdir(GOLDEN) if f.endswith(".safetensors") and f not in listed)
+        assert not stale, f"golden/ holds files MANIFEST.json does not list (stale cases?): {stale}"
+    record("every golden/*.safetensors is in MANIFEST.json", no_stale_files)
+
     import check_suite as CS
     for c in cases:
         if c["numerics"] != "exact":
