@@ -1,0 +1,309 @@
+/* indexer.cu — lightning-indexer scores and top-k (spec/indexer.md [IDX-4] [IDX-5],
+ * spec/topk.md [TOPK-1]; the references are ref/indexer.c: indexer_scores and
+ * ref/topk.c: topk_desc).
+ *
+ * score_j = sum_h w_h ReLU(q_h . k_j); official: d = bf16(q_h . k_j), t = bf16(relu(d) w_h),
+ * score = bf16(sum_h t) with the head sum in fp32 in ascending h (as ref); exact: double.
+ *
+ * scores_f32_kernel (both modes, fp32 keys): grid (ceil(n/128), T), block 128, one key per
+ *   thread; q of the query in shared memory; heads in chunks of 16 register accumulators
+ *   (fmaf over d; ref sums the dot exactly in double: last-bit fp32 differences before the
+ *   bf16 rounding).
+ * scores_wmma_kernel (official, bf16 q and keys: both are bf16 values after the FP4
+ *   simulation, so the conversion is exact): grid (ceil(n/64), T), block 128; warp w owns
+ *   keys 16w..16w+15 of the block and computes their [16 x H] dot products on the tensor
+ *   cores (wmma m16n16k16, bf16 x bf16 -> fp32), then lanes 0..15 run the epilogue of one
+ *   key each in ascending h. Keys are read straight from global memory (row-major, ld = D);
+ *   the key buffer must be readable up to a multiple of 64 rows.
+ * topk_kernel: grid T, block 1024. Radix select on the order-preserving 32-bit image of the
+ *   fp32 score (4 passes of 8 bits, shared 256-bin histogram) finds the k-th largest value v;
+ *   then every score > v is taken, and the first (k - #greater) scores == v in index order
+ *   (the tie rule: index ascending); a bitonic sort orders the k picks by (score desc, index
+ *   asc), the order of topk_desc. */
+#include <cstdlib>
+#include <mma.h>
+#include "cuda_common.cuh"
+#include "kernels.h"
+
+using namespace nvcuda;
+
+#define IDX_HCHUNK 16
+
+/* ---- scores, CUDA cores ---- */
+
+__global__ void scores_f32_kernel(const float *q, const float *w, const float *keys,
+                                  int64_t key_stride, int64_t n, int H, int D, float *score,
+                                  int official)
+{
+    extern __shared__ float qs[];   /* [H * D] */
+    int64_t t = blockIdx.y;
+    for (int i = threadIdx.x; i < H * D; i += blockDim.x) qs[i] = q[t * H * D + i];
+    __syncthreads();
+    int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n) return;
+    const float *k = keys + t * key_stride + j * D;
+    const float *wt = w + t * H;
+    float totf = 0.0f;
+    double tot = 0.0;
+    for (int h0 = 0; h0 < H; h0 += IDX_HCHUNK) {
+        float acc[IDX_HCHUNK];
+        for (int hh = 0; hh < IDX_HCHUNK; hh++) acc[hh] = 0.0f;
+        for (int d = 0; d < D; d++) {
+            float kd = k[d];
+            for (int hh = 0; hh < IDX_HCHUNK; hh++)
+                if (h0 + hh < H) acc[hh] = fmaf(qs[(h0 + hh) * D + d], kd, acc[hh]);
+        }
+        for (int hh = 0; hh < IDX_HCHUNK && h0 + hh < H; hh++) {
+            if (official) {
+                float dh = d_round_bf16(acc[hh]);
+                if (dh < 0.0f) dh = 0.0f;
+                totf += d_round_bf16(dh * wt[h0 + hh]);
+            } else {
+                double s = acc[hh];
+                tot += (s > 0.0 ? s : 0.0) * (double)wt[h0 + hh];
+            }
+        }
+    }
+    score[t * n + j] = official ? d_round_bf16(totf) : (float)tot;
+}
+
+/* ---- scores, tensor cores ---- */
+
+template <int H>
+__global__ void __launch_bounds__(128)
+scores_wmma_kernel(const __nv_bfloat16 *q, const float *w, const __nv_bfloat16 *keys,
+                   int64_t key_stride, int64_t n, int D, float *score)
+{
+    __shared__ float s[4][16 * H];      /* per warp: [16 keys][H heads] */
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int64_t t = blockIdx.y;
+    int64_t j0 = (int64_t)blockIdx.x * 64 + warp * 16;
+    const __nv_bfloat16 *kb = keys + t * key_stride + j0 * D;
+    const __nv_bfloat16 *qt = q + t * (int64_t)H * D;
+    for (int nt = 0; nt < H / 16; nt++) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        wmma::fill_fragment(acc, 0.0f);
+        for (int k0 = 0; k0 < D; k0 += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
+            wmma::load_matrix_sync(a, kb + k0, D);                    /* keys [16][D] */
+            wmma::load_matrix_sync(b, qt + nt * 16 * D + k0, D);      /* q^T: col = head */
+            wmma::mma_sync(acc, a, b, acc);
+        }
+        wmma::store_matrix_sync(&s[warp][nt * 16], acc, H, wmma::mem_row_major);
+    }
+    __syncwarp();
+    if (lane < 16 && j0 + lane < n) {
+        const float *wt = w + t * H;
+        float totf = 0.0f;
+        for (int h = 0; h < H; h++) {
+            float dh = d_round_bf16(s[warp][lane * H + h]);
+            if (dh < 0.0f) dh = 0.0f;
+            totf += d_round_bf16(dh * wt[h]);
+        }
+        score[t * n + j0 + lane] = d_round_bf16(totf);
+    }
+}
+
+extern "C" int launch_indexer_scores_f32(const float *dq, const float *dw, const float *dkeys,
+                                         int64_t key_stride, int64_t T, int64_t n, int H, int D,
+                                         float *dscore, dsv4_numerics num)
+{
+    if (T <= 0 || n <= 0) return 0;
+    size_t smem = (size_t)(H * D) * sizeof(float);
+    if (smem > 48 * 1024) return dsv4_set_error("cuda indexer: H*D = %d too large (max 12288)", H * D);
+    scores_f32_kernel<<<dim3((unsigned)((n + 127) / 128), (unsigned)T), 128, smem>>>(
+        dq, dw, dkeys, key_stride, n, H, D, dscore, num == DSV4_OFFICIAL);
+    CK_LAUNCH("indexer_scores_f32");
+    return 0;
+}
+
+extern "C" int launch_indexer_scores_bf16(const void *dq, const float *dw, const void *dkeys,
+                                          int64_t key_stride, int64_t T, int64_t n, int H, int D,
+                                          float *dscore)
+{
+    if (T <= 0 || n <= 0) return 0;
+    if (D % 16 != 0) return dsv4_set_error("cuda indexer (wmma): D = %d not a multiple of 16", D);
+    dim3 grid((unsigned)((n + 63) / 64), (unsigned)T);
+    const __nv_bfloat16 *q = (const __nv_bfloat16 *)dq, *k = (const __nv_bfloat16 *)dkeys;
+    switch (H) {
+    case 16: scores_wmma_kernel<16><<<grid, 128>>>(q, dw, k, key_stride, n, D, dscore); break;
+    case 32: scores_wmma_kernel<32><<<grid, 128>>>(q, dw, k, key_stride, n, D, dscore); break;
+    case 64: scores_wmma_kernel<64><<<grid, 128>>>(q, dw, k, key_stride, n, D, dscore); break;
+    default: return dsv4_set_error("cuda indexer (wmma): H = %d not in {16, 32, 64}", H);
+    }
+    CK_LAUNCH("indexer_scores_wmma");
+    return 0;
+}
+
+/* [IDX-4] ref/indexer.c: indexer_scores on the GPU. q: [H, D], w: [H], keys: [n, D] host ->
+ * score: [n]. Official mode with H in {16,32,64} and D % 16 == 0 uses the tensor-core kernel
+ * (exact bf16 conversion of q and keys); everything else the CUDA-core kernel. */
+extern "C" int cuda_indexer_scores(const v4_indexer *I, const float *q, const float *w,
+                                   const float *keys, int64_t n, float *score)
+{
+    cuda_count("indexer_scores");
+    int H = I->n_heads, D = I->head_dim;
+    if (n <= 0) return 0;
+    int64_t npad = (n + 63) / 64 * 64;
+    float *dq = (float *)cuda_scratch(0, (size_t)(H * D) * sizeof(float));
+    float *dw = (float *)cuda_scratch(1, (size_t)H * sizeof(float));
+    float *dk = (float *)cuda_scratch(2, (size_t)(npad * D) * sizeof(float));
+    float *ds = (float *)cuda_scratch(3, (size_t)n * sizeof(float));
+    if (!dq || !dw || !dk || !ds) return -1;
+    if (cuda_up(dq, q, (size_t)(H * D) * sizeof(float)) || cuda_up(dw, w, (size_t)H * sizeof(float)) ||
+        cuda_up(dk, keys, (size_t)(n * D) * sizeof(float)))
+        return -1;
+    int wmma_ok = I->num == DSV4_OFFICIAL && (H == 16 || H == 32 || H == 64) && D % 16 == 0;
+    if (wmma_ok) {
+        void *qb = cuda_scratch(4, (size_t)(H * D) * 2);
+        void *kb = cuda_scratch(5, (size_t)(npad * D) * 2);
+        if (!qb || !kb) return -1;
+        CK(cudaMemset(dk + n * D, 0, (size_t)((npad - n) * D) * sizeof(float)));
+        if (launch_f32_to_bf16(dq, qb, H * D) || launch_f32_to_bf16(dk, kb, npad * D) ||
+            launch_indexer_scores_bf16(qb, dw, kb, 0, 1, n, H, D, ds))
+            return -1;
+    } else if (launch_indexer_scores_f32(dq, dw, dk, 0, 1, n, H, D, ds, I->num)) {
+        return -1;
+    }
+    return cuda_down(score, ds, (size_t)n * sizeof(float));
+}
+
+/* ---- top-k ---- */
+
+#define TOPK_THREADS 1024
+#define TOPK_MAX 2048
+
+__device__ __forceinline__ uint32_t order_key(float f)
+{
+    uint32_t u = (uint32_t)__float_as_int(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* (key desc, idx asc): true when a comes before b */
+__device__ __forceinline__ bool before(uint32_t ka, int32_t ia, uint32_t kb, int32_t ib)
+{
+    return ka > kb || (ka == kb && ia < ib);
+}
+
+__global__ void __launch_bounds__(TOPK_THREADS)
+topk_kernel(const float *score, int64_t n, int k, int P, int32_t *out)
+{
+    __shared__ uint32_t hist[256];
+    __shared__ uint32_t s_prefix, s_need, s_cnt_gt, s_cnt_eq_taken;
+    __shared__ uint32_t skey[TOPK_MAX];
+    __shared__ int32_t sidx[TOPK_MAX];
+    __shared__ uint32_t warp_eq[TOPK_THREADS / 32];
+    const float *sc = score + (int64_t)blockIdx.x * n;
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+    /* 1. radix select: the key of the k-th largest */
+    if (tid == 0) { s_prefix = 0; s_need = (uint32_t)k; }
+    for (int pass = 0; pass < 4; pass++) {
+        int shift = 24 - 8 * pass;
+        uint32_t mask_hi = pass == 0 ? 0u : (0xFFFFFFFFu << (32 - 8 * pass));
+        for (int i = tid; i < 256; i += TOPK_THREADS) hist[i] = 0;
+        __syncthreads();
+        uint32_t prefix = s_prefix;
+        for (int64_t i = tid; i < n; i += TOPK_THREADS) {
+            uint32_t key = order_key(sc[i]);
+            if ((key & mask_hi) == prefix) atomicAdd(&hist[(key >> shift) & 0xFF], 1u);
+        }
+        __syncthreads();
+        if (tid == 0) {
+            uint32_t need = s_need;
+            int bin = 255;
+            for (; bin > 0; bin--) {
+                if (hist[bin] >= need) break;
+                need -= hist[bin];
+            }
+            s_prefix = prefix | ((uint32_t)bin << shift);
+            s_need = need;            /* how many of the prefix-matching == bin still needed */
+        }
+        __syncthreads();
+    }
+    uint32_t kth = s_prefix;          /* the k-th largest key; s_need of its ties are taken */
+    if (tid == 0) { s_cnt_gt = 0; s_cnt_eq_taken = 0; }
+    __syncthreads();
+    uint32_t n_eq_take = s_need;
+    uint32_t n_gt = (uint32_t)k - n_eq_take;
+
+    /* 2. gather: every key > kth (any order), the first n_eq_take keys == kth by index */
+    for (int64_t base = 0; base < n; base += TOPK_THREADS) {
+        int64_t i = base + tid;
+        uint32_t key = i < n ? order_key(sc[i]) : 0u;
+        bool gt = i < n && key > kth, eq = i < n && key == kth;
+        if (gt) {
+            uint32_t p = atomicAdd(&s_cnt_gt, 1u);
+            skey[p] = key;
+            sidx[p] = (int32_t)i;
+        }
+        uint32_t ball = __ballot_sync(0xffffffffu, eq);
+        if (lane == 0) warp_eq[warp] = __popc(ball);
+        __syncthreads();
+        uint32_t before_w = 0;
+        for (int wv = 0; wv < warp; wv++) before_w += warp_eq[wv];
+        uint32_t rank = s_cnt_eq_taken + before_w + __popc(ball & ((1u << lane) - 1u));
+        if (eq && rank < n_eq_take) {
+            skey[n_gt + rank] = key;
+            sidx[n_gt + rank] = (int32_t)i;
+        }
+        __syncthreads();
+        if (tid == 0) {
+            uint32_t tot = 0;
+            for (int wv = 0; wv < TOPK_THREADS / 32; wv++) tot += warp_eq[wv];
+            s_cnt_eq_taken += tot;
+        }
+        __syncthreads();
+    }
+    for (int i = k + tid; i < P; i += TOPK_THREADS) { skey[i] = 0u; sidx[i] = 0x7FFFFFFF; }
+    __syncthreads();
+
+    /* 3. bitonic sort of P (power of two >= k) picks by (key desc, idx asc) */
+    for (int size = 2; size <= P; size <<= 1)
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int i = tid; i < P; i += TOPK_THREADS) {
+                int jx = i ^ stride;
+                if (jx > i) {
+                    bool asc = (i & size) == 0;   /* "asc" = in (desc key, asc idx) order */
+                    bool swap = asc ? before(skey[jx], sidx[jx], skey[i], sidx[i])
+                                    : before(skey[i], sidx[i], skey[jx], sidx[jx]);
+                    if (swap) {
+                        uint32_t tk = skey[i]; skey[i] = skey[jx]; skey[jx] = tk;
+                        int32_t ti = sidx[i]; sidx[i] = sidx[jx]; sidx[jx] = ti;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    for (int i = tid; i < k; i += TOPK_THREADS) out[(int64_t)blockIdx.x * k + i] = sidx[i];
+}
+
+extern "C" int launch_topk(const float *dscore, int64_t T, int64_t n, int64_t k, int32_t *didx)
+{
+    if (T <= 0 || k <= 0) return 0;
+    if (k > n) return dsv4_set_error("cuda topk: k = %lld > n = %lld", (long long)k, (long long)n);
+    if (k > TOPK_MAX) return dsv4_set_error("cuda topk: k = %lld > %d", (long long)k, TOPK_MAX);
+    if (n > 0x7FFFFFFF) return dsv4_set_error("cuda topk: n too large");
+    int P = 1;
+    while (P < k) P <<= 1;
+    topk_kernel<<<(unsigned)T, TOPK_THREADS>>>(dscore, n, (int)k, P, didx);
+    CK_LAUNCH("topk");
+    return 0;
+}
+
+/* [TOPK-1] ref/topk.c: topk_desc on the GPU. score: [n] host -> idx: [k]. */
+extern "C" int cuda_topk(const float *score, int64_t n, int64_t k, int64_t *idx)
+{
+    cuda_count("topk");
+    if (k <= 0) return 0;
+    float *ds = (float *)cuda_scratch(0, (size_t)n * sizeof(float));
+    int32_t *di = (int32_t *)cuda_scratch(1, (size_t)k * sizeof(int32_t));
+    int32_t *hi = (int32_t *)malloc((size_t)k * sizeof(int32_t));
+    if (!ds || !di || !hi) { free(hi); return -1; }
+    int rc = cuda_up(ds, score, (size_t)n * sizeof(float)) || launch_topk(ds, 1, n, k, di) ||
+             cuda_down(hi, di, (size_t)k * sizeof(int32_t));
+    if (!rc) for (int64_t i = 0; i < k; i++) idx[i] = hi[i];
+    free(hi);
+    return rc ? -1 : 0;
+}
