@@ -9,14 +9,15 @@
  *   thread; q of the query in shared memory; heads in chunks of 16 register accumulators
  *   (fmaf over d; ref sums the dot exactly in double: last-bit fp32 differences before the
  *   bf16 rounding).
- * scores_wmma_kernel (official, bf16 q and keys: both are bf16 values after the FP4
- *   simulation, so the conversion is exact): grid (ceil(n/64), T), block 128; warp w owns
- *   keys 16w..16w+15 of the block and computes their [16 x H] dot products on the tensor
- *   cores (wmma m16n16k16, bf16 x bf16 -> fp32), then lanes 0..15 run the epilogue of one
- *   key each in ascending h. Keys are read straight from global memory (row-major, ld = D);
- *   the key buffer must be readable up to a multiple of 64 rows.
+ * scores_wmma_kernel<H, D> (official, bf16 q and keys: both are bf16 values after the FP4
+ *   simulation, so the conversion is exact): grid (ceil(n/512), T), block 128; q^T is held
+ *   in registers as tensor-core fragments; each warp takes 8 tiles of 16 keys, loads a
+ *   tile's [16 x D] keys straight from global memory (row-major, ld = D) as fragments,
+ *   computes the [16 x H] dot products on the tensor cores (wmma m16n16k16, bf16 x bf16 ->
+ *   fp32), stages them in shared memory, and lanes 0..15 run the epilogue of one key each
+ *   in ascending h. The key buffer must be readable up to a multiple of 16 rows.
  * topk_kernel: grid T, block 1024. Radix select on the order-preserving 32-bit image of the
- *   fp32 score (4 passes of 8 bits, shared 256-bin histogram) finds the k-th largest value v;
+ *   fp32 score (4 passes of 8 bits, shared 256-bin histogram, warp-aggregated atomics) finds the k-th largest value v;
  *   then every score > v is taken, and the first (k - #greater) scores == v in index order
  *   (the tie rule: index ascending); a bitonic sort orders the k picks by (score desc, index
  *   asc), the order of topk_desc. */
@@ -69,39 +70,50 @@ __global__ void scores_f32_kernel(const float *q, const float *w, const float *k
 
 /* ---- scores, tensor cores ---- */
 
-template <int H>
+#define IDX_TPW 8        /* 16-key tiles per warp: a block covers 4 * 8 * 16 = 512 keys */
+
+template <int H, int D>
 __global__ void __launch_bounds__(128)
 scores_wmma_kernel(const __nv_bfloat16 *q, const float *w, const __nv_bfloat16 *keys,
-                   int64_t key_stride, int64_t n, int D, float *score)
+                   int64_t key_stride, int64_t n, float *score)
 {
-    __shared__ float s[4][16 * H];      /* per warp: [16 keys][H heads] */
+    __shared__ float s[4][16 * (H + 4)];   /* per warp: [16 keys][H heads], rows padded */
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int64_t t = blockIdx.y;
-    int64_t j0 = (int64_t)blockIdx.x * 64 + warp * 16;
-    const __nv_bfloat16 *kb = keys + t * key_stride + j0 * D;
     const __nv_bfloat16 *qt = q + t * (int64_t)H * D;
-    for (int nt = 0; nt < H / 16; nt++) {
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-        wmma::fill_fragment(acc, 0.0f);
-        for (int k0 = 0; k0 < D; k0 += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
-            wmma::load_matrix_sync(a, kb + k0, D);                    /* keys [16][D] */
-            wmma::load_matrix_sync(b, qt + nt * 16 * D + k0, D);      /* q^T: col = head */
-            wmma::mma_sync(acc, a, b, acc);
+    const float *wt = w + t * H;
+    /* q^T as tensor-core B fragments (column = head), loaded once per block into registers */
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> qb[H / 16][D / 16];
+#pragma unroll
+    for (int nt = 0; nt < H / 16; nt++)
+#pragma unroll
+        for (int k = 0; k < D / 16; k++) wmma::load_matrix_sync(qb[nt][k], qt + nt * 16 * D + k * 16, D);
+    for (int tile = 0; tile < IDX_TPW; tile++) {
+        int64_t j0 = (int64_t)blockIdx.x * (64 * IDX_TPW) + (tile * 4 + warp) * 16;
+        if (j0 >= n) break;
+        const __nv_bfloat16 *kb = keys + t * key_stride + j0 * D;
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ka[D / 16];
+#pragma unroll
+        for (int k = 0; k < D / 16; k++) wmma::load_matrix_sync(ka[k], kb + k * 16, D);   /* keys [16][D] */
+#pragma unroll
+        for (int nt = 0; nt < H / 16; nt++) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+            for (int k = 0; k < D / 16; k++) wmma::mma_sync(acc, ka[k], qb[nt][k], acc);
+            wmma::store_matrix_sync(&s[warp][nt * 16], acc, H + 4, wmma::mem_row_major);
         }
-        wmma::store_matrix_sync(&s[warp][nt * 16], acc, H, wmma::mem_row_major);
-    }
-    __syncwarp();
-    if (lane < 16 && j0 + lane < n) {
-        const float *wt = w + t * H;
-        float totf = 0.0f;
-        for (int h = 0; h < H; h++) {
-            float dh = d_round_bf16(s[warp][lane * H + h]);
-            if (dh < 0.0f) dh = 0.0f;
-            totf += d_round_bf16(dh * wt[h]);
+        __syncwarp();
+        if (lane < 16 && j0 + lane < n) {
+            float totf = 0.0f;
+            for (int h = 0; h < H; h++) {
+                float dh = d_round_bf16(s[warp][lane * (H + 4) + h]);
+                if (dh < 0.0f) dh = 0.0f;
+                totf += d_round_bf16(dh * wt[h]);
+            }
+            score[t * n + j0 + lane] = d_round_bf16(totf);
         }
-        score[t * n + j0 + lane] = d_round_bf16(totf);
+        __syncwarp();
     }
 }
 
@@ -123,15 +135,13 @@ extern "C" int launch_indexer_scores_bf16(const void *dq, const float *dw, const
                                           float *dscore)
 {
     if (T <= 0 || n <= 0) return 0;
-    if (D % 16 != 0) return dsv4_set_error("cuda indexer (wmma): D = %d not a multiple of 16", D);
-    dim3 grid((unsigned)((n + 63) / 64), (unsigned)T);
+    dim3 grid((unsigned)((n + 64 * IDX_TPW - 1) / (64 * IDX_TPW)), (unsigned)T);
     const __nv_bfloat16 *q = (const __nv_bfloat16 *)dq, *k = (const __nv_bfloat16 *)dkeys;
-    switch (H) {
-    case 16: scores_wmma_kernel<16><<<grid, 128>>>(q, dw, k, key_stride, n, D, dscore); break;
-    case 32: scores_wmma_kernel<32><<<grid, 128>>>(q, dw, k, key_stride, n, D, dscore); break;
-    case 64: scores_wmma_kernel<64><<<grid, 128>>>(q, dw, k, key_stride, n, D, dscore); break;
-    default: return dsv4_set_error("cuda indexer (wmma): H = %d not in {16, 32, 64}", H);
-    }
+    if (H == 64 && D == 128) scores_wmma_kernel<64, 128><<<grid, 128>>>(q, dw, k, key_stride, n, dscore);
+    else if (H == 32 && D == 128) scores_wmma_kernel<32, 128><<<grid, 128>>>(q, dw, k, key_stride, n, dscore);
+    else if (H == 16 && D == 128) scores_wmma_kernel<16, 128><<<grid, 128>>>(q, dw, k, key_stride, n, dscore);
+    else if (H == 64 && D == 64) scores_wmma_kernel<64, 64><<<grid, 128>>>(q, dw, k, key_stride, n, dscore);
+    else return dsv4_set_error("cuda indexer (wmma): (H, D) = (%d, %d) not instantiated", H, D);
     CK_LAUNCH("indexer_scores_wmma");
     return 0;
 }
@@ -154,7 +164,7 @@ extern "C" int cuda_indexer_scores(const v4_indexer *I, const float *q, const fl
     if (cuda_up(dq, q, (size_t)(H * D) * sizeof(float)) || cuda_up(dw, w, (size_t)H * sizeof(float)) ||
         cuda_up(dk, keys, (size_t)(n * D) * sizeof(float)))
         return -1;
-    int wmma_ok = I->num == DSV4_OFFICIAL && (H == 16 || H == 32 || H == 64) && D % 16 == 0;
+    int wmma_ok = I->num == DSV4_OFFICIAL && ((D == 128 && (H == 16 || H == 32 || H == 64)) || (D == 64 && H == 64));
     if (wmma_ok) {
         void *qb = cuda_scratch(4, (size_t)(H * D) * 2);
         void *kb = cuda_scratch(5, (size_t)(npad * D) * 2);
@@ -205,9 +215,13 @@ topk_kernel(const float *score, int64_t n, int k, int P, int32_t *out)
         for (int i = tid; i < 256; i += TOPK_THREADS) hist[i] = 0;
         __syncthreads();
         uint32_t prefix = s_prefix;
-        for (int64_t i = tid; i < n; i += TOPK_THREADS) {
-            uint32_t key = order_key(sc[i]);
-            if ((key & mask_hi) == prefix) atomicAdd(&hist[(key >> shift) & 0xFF], 1u);
+        for (int64_t base = 0; base < n; base += TOPK_THREADS) {
+            int64_t i = base + tid;
+            uint32_t key = i < n ? order_key(sc[i]) : 0u;
+            uint32_t bin = (i < n && (key & mask_hi) == prefix) ? ((key >> shift) & 0xFF) : 256u;
+            /* lanes with the same bin add once (scores crowd into few bins) */
+            uint32_t peers = __match_any_sync(0xffffffffu, bin);
+            if (bin < 256u && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
         }
         __syncthreads();
         if (tid == 0) {

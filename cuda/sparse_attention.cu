@@ -13,12 +13,20 @@
  *   Per 64-key block: the gathered rows go to shared memory once for 8 heads; warp w computes
  *   logits of head w (lanes over d, fmaf, warp sum), then its softmax update; then every
  *   thread updates D*8/256 outputs (h, d) with the bf16 probabilities.
- * sparse_wmma_kernel<D, SPLIT> (official, bf16 q and kv — exact, the values are bf16):
- *   grid (T, SPLIT), block 128 = 4 warps, warp w owns heads 16w..16w+15 (H = 64).
- *   Shared: the gathered 64 x D tile (bf16, rows padded by 16), S [64 x 64] fp32, P bf16,
- *   acc [64 x D/SPLIT] fp32. S = Q K^T and block PV = P V on the tensor cores (wmma
- *   m16n16k16 bf16 -> fp32); block SPLIT computes output dims [s D/SPLIT, (s+1) D/SPLIT)
- *   (it recomputes S: SPLIT x the QK work, for SPLIT x the blocks in flight). */
+ * sparse_wmma_kernel<D> (official, bf16 q and kv — exact, the values are bf16):
+ *   grid (T, H/16), block 128 = 4 warps, 2 blocks per SM (~109 KB shared each for D = 512).
+ *   Block (t, g) computes heads 16g..16g+15 of query t; their query rows live in registers
+ *   as tensor-core fragments. Per 64-key block: the gathered 64 x D tile (bf16, rows padded
+ *   by 16 against bank conflicts) goes to shared memory once; S = Q K^T [16 x 64] (warp w:
+ *   keys 16w..16w+15) and P V [16 x D] (warp w: output tiles w, w+4, ...) on the tensor cores
+ *   (wmma m16n16k16, bf16 x bf16 -> fp32 accumulate); the softmax update of the 16 heads
+ *   in fp32 between them. The H/16 blocks of one query gather the same rows (L2 hits).
+ *   Few queries (T * H/16 < 132 blocks, e.g. batch 1): the key list is split into up to
+ *   264 / blocks chunks of whole 64-key blocks (grid.z), each chunk keeps its own (M, den,
+ *   acc) and sparse_combine_kernel merges them (flash-decoding). That is a different
+ *   rounding order: the bf16 probabilities are relative to the chunk's running max, not the
+ *   list's (differences of bf16-rounding size, inside the official-mode limit);
+ *   sparse_attention_allow_split(0) turns it off. */
 #include <cstdlib>
 #include <mma.h>
 #include "cuda_common.cuh"
@@ -161,42 +169,47 @@ extern "C" int launch_sparse_attention_f32(const float *dq, int64_t T, int64_t H
 
 /* ---- tensor-core kernel (official, bf16) ---- */
 
-#define WH 64            /* heads */
+#define WHB 16           /* heads per block */
 #define KPAD 16          /* bf16 row padding of the gathered tile */
 #define PLD (SPA_BLOCK + 8)
 
-template <int D, int SPLIT>
+template <int D>
 struct wmma_smem {
-    __nv_bfloat16 kt[SPA_BLOCK][D + KPAD];
-    float s[WH][SPA_BLOCK];
-    __nv_bfloat16 p[WH][PLD];
-    float acc[WH][D / SPLIT];
-    float scratch[4][16 * 16];
-    float M[WH], den[WH], a[WH];
+    __nv_bfloat16 kt[SPA_BLOCK][D + KPAD];   /* gathered rows (key = value) */
+    float s[WHB][SPA_BLOCK];                 /* logits of the block */
+    __nv_bfloat16 p[WHB][PLD];               /* bf16 probabilities */
+    float acc[WHB][D];                       /* running output numerators */
+    float scratch[4][16 * 16];               /* one P.V tile per warp */
+    float M[WHB], den[WHB], a[WHB];
+    int valid[SPA_BLOCK];
 };
 
-template <int D, int SPLIT>
-__global__ void __launch_bounds__(128)
-sparse_wmma_kernel(const __nv_bfloat16 *q, const __nv_bfloat16 *kv, int64_t kv_stride,
+template <int D>
+__global__ void __launch_bounds__(128, 2)
+sparse_wmma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, int64_t kv_stride,
                    int64_t q_per_kv, const int32_t *idx, int64_t n_idx, const float *sink,
-                   float scale, float *out)
+                   float scale, float *out, int64_t keys_per_split, float *part)
 {
     extern __shared__ __align__(128) unsigned char smraw[];
-    wmma_smem<D, SPLIT> &sm = *reinterpret_cast<wmma_smem<D, SPLIT> *>(smraw);
-    const int DV = D / SPLIT;
+    wmma_smem<D> &sm = *reinterpret_cast<wmma_smem<D> *>(smraw);
     int64_t t = blockIdx.x;
-    int part = blockIdx.y;
+    int h0 = blockIdx.y * WHB;
     int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const __nv_bfloat16 *kvt = kv + (t / q_per_kv) * kv_stride;
-    const __nv_bfloat16 *qt = q + t * WH * D;
     const int32_t *it = idx + t * n_idx;
-    for (int i = tid; i < WH * DV; i += 128) sm.acc[i / DV][i % DV] = 0.0f;
-    if (tid < WH) { sm.M[tid] = -INFINITY; sm.den[tid] = 0.0f; }
-    __syncthreads();
+    /* the block's 16 query rows, as tensor-core A fragments held in registers */
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> qa[D / 16];
+#pragma unroll
+    for (int k = 0; k < D / 16; k++) wmma::load_matrix_sync(qa[k], q + (t * H + h0) * D + k * 16, D);
+    for (int i = tid; i < WHB * D; i += 128) sm.acc[i / D][i % D] = 0.0f;
+    if (tid < WHB) { sm.M[tid] = -INFINITY; sm.den[tid] = 0.0f; }
 
-    for (int64_t b0 = 0; b0 < n_idx; b0 += SPA_BLOCK) {
-        int nb = (int)(n_idx - b0 < SPA_BLOCK ? n_idx - b0 : SPA_BLOCK);
-        /* gather: 16-byte copies, 8 bf16 each */
+    int64_t k_begin = (int64_t)blockIdx.z * keys_per_split;
+    int64_t k_end = k_begin + keys_per_split < n_idx ? k_begin + keys_per_split : n_idx;
+    for (int64_t b0 = k_begin; b0 < k_end; b0 += SPA_BLOCK) {
+        int nb = (int)(k_end - b0 < SPA_BLOCK ? k_end - b0 : SPA_BLOCK);
+        __syncthreads();   /* the previous block's tile and probabilities are consumed */
+        /* gather: 16-byte copies, 8 bf16 each; masked / missing rows are zero */
         for (int i = tid; i < SPA_BLOCK * (D / 8); i += 128) {
             int row = i / (D / 8), c8 = i % (D / 8);
             int32_t r = row < nb ? it[b0 + row] : -1;
@@ -204,28 +217,27 @@ sparse_wmma_kernel(const __nv_bfloat16 *q, const __nv_bfloat16 *kv, int64_t kv_s
             if (r >= 0) v = *reinterpret_cast<const uint4 *>(kvt + (int64_t)r * D + c8 * 8);
             *reinterpret_cast<uint4 *>(&sm.kt[row][c8 * 8]) = v;
         }
+        if (tid < SPA_BLOCK) sm.valid[tid] = tid < nb && it[b0 + tid] >= 0;
         __syncthreads();
-        /* S = Q K^T for heads 16w..16w+15 */
-        for (int nt = 0; nt < SPA_BLOCK / 16; nt++) {
+        /* S[16 heads][keys 16w..16w+15] = Q K^T */
+        {
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
             wmma::fill_fragment(c, 0.0f);
-            for (int k0 = 0; k0 < D; k0 += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+#pragma unroll
+            for (int k = 0; k < D / 16; k++) {
                 wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
-                wmma::load_matrix_sync(a, qt + warp * 16 * D + k0, D);
-                wmma::load_matrix_sync(b, &sm.kt[nt * 16][k0], D + KPAD);
-                wmma::mma_sync(c, a, b, c);
+                wmma::load_matrix_sync(b, &sm.kt[warp * 16][k * 16], D + KPAD);
+                wmma::mma_sync(c, qa[k], b, c);
             }
-            wmma::store_matrix_sync(&sm.s[warp * 16][nt * 16], c, SPA_BLOCK, wmma::mem_row_major);
+            wmma::store_matrix_sync(&sm.s[0][warp * 16], c, SPA_BLOCK, wmma::mem_row_major);
         }
-        __syncwarp();
-        /* softmax update of the warp's 16 heads (lanes over keys: 2 keys each) */
-        for (int hh = 0; hh < 16; hh++) {
-            int h = warp * 16 + hh;
-            bool v0 = lane < nb && it[b0 + lane] >= 0, v1 = lane + 32 < nb && it[b0 + lane + 32] >= 0;
-            float l0 = v0 ? sm.s[h][lane] * scale : -INFINITY;
-            float l1 = v1 ? sm.s[h][lane + 32] * scale : -INFINITY;
-            float M = sm.M[h];
+        __syncthreads();
+        /* softmax update: warp w owns heads 4w..4w+3, lanes own keys lane, lane + 32 */
+        for (int hh = 0; hh < 4; hh++) {
+            int h = warp * 4 + hh;
+            float l0 = sm.valid[lane] ? sm.s[h][lane] * scale : -INFINITY;
+            float l1 = sm.valid[lane + 32] ? sm.s[h][lane + 32] * scale : -INFINITY;
+            float M = sm.M[h], den = sm.den[h];
             float bmax = warp_max(fmaxf(M, fmaxf(l0, l1)));
             float a = (M == -INFINITY) ? 1.0f : expf(M - bmax);
             float p0 = (bmax == -INFINITY) ? 0.0f : expf(l0 - bmax);
@@ -233,59 +245,114 @@ sparse_wmma_kernel(const __nv_bfloat16 *q, const __nv_bfloat16 *kv, int64_t kv_s
             float bsum = warp_sum(p0 + p1);
             sm.p[h][lane] = __float2bfloat16_rn(p0);
             sm.p[h][lane + 32] = __float2bfloat16_rn(p1);
+            __syncwarp();
             if (lane == 0) {
-                sm.den[h] = sm.den[h] * a + bsum;
+                sm.den[h] = den * a + bsum;
                 sm.a[h] = a;
                 sm.M[h] = bmax;
             }
         }
-        __syncwarp();
-        /* acc = acc a + P V for the block's output dims */
-        for (int nt = 0; nt < DV / 16; nt++) {
+        __syncthreads();
+        /* acc = acc a + P V: warp w takes output tiles w, w+4, ... of the D/16 */
+        for (int nt = warp; nt < D / 16; nt += 4) {
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
             wmma::fill_fragment(c, 0.0f);
+#pragma unroll
             for (int k0 = 0; k0 < SPA_BLOCK; k0 += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> b;
-                wmma::load_matrix_sync(a, &sm.p[warp * 16][k0], PLD);
-                wmma::load_matrix_sync(b, &sm.kt[k0][part * DV + nt * 16], D + KPAD);
-                wmma::mma_sync(c, a, b, c);
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> pa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> vb;
+                wmma::load_matrix_sync(pa, &sm.p[0][k0], PLD);
+                wmma::load_matrix_sync(vb, &sm.kt[k0][nt * 16], D + KPAD);
+                wmma::mma_sync(c, pa, vb, c);
             }
             wmma::store_matrix_sync(sm.scratch[warp], c, 16, wmma::mem_row_major);
             __syncwarp();
             for (int e = lane; e < 256; e += 32) {
-                int r = e / 16, col = e % 16, h = warp * 16 + r;
-                float &o = sm.acc[h][nt * 16 + col];
-                o = o * sm.a[h] + sm.scratch[warp][e];
+                int r = e / 16, col = e % 16;
+                sm.acc[r][nt * 16 + col] = sm.acc[r][nt * 16 + col] * sm.a[r] + sm.scratch[warp][e];
             }
             __syncwarp();
         }
-        __syncthreads();   /* the tile is rewritten by the next gather */
     }
-    for (int i = tid; i < WH * DV; i += 128) {
-        int h = i / DV, d = i % DV;
-        float v = sm.M[h] == -INFINITY ? 0.0f
-                : d_round_bf16(sm.acc[h][d] / (sm.den[h] + expf(sink[h] - sm.M[h])));
-        out[(t * WH + h) * D + part * DV + d] = v;
+    __syncthreads();
+    if (part) {   /* split over keys: this split's (M, den, acc) for sparse_combine_kernel */
+        int64_t ns = gridDim.z;
+        for (int i = tid; i < WHB * (D + 2); i += 128) {
+            int hh = i / (D + 2), e = i % (D + 2);
+            float *pp = part + (((t * H + h0 + hh) * ns) + blockIdx.z) * (D + 2);
+            pp[e] = e == 0 ? sm.M[hh] : (e == 1 ? sm.den[hh] : sm.acc[hh][e - 2]);
+        }
+        return;
+    }
+    for (int i = tid; i < WHB * D; i += 128) {
+        int hh = i / D, d = i % D, h = h0 + hh;
+        float v = sm.M[hh] == -INFINITY ? 0.0f
+                : d_round_bf16(sm.acc[hh][d] / (sm.den[hh] + expf(sink[h] - sm.M[hh])));
+        out[(t * H + h) * D + d] = v;
     }
 }
 
-template <int D, int SPLIT>
-static int launch_wmma(const void *dq, int64_t T, const void *dkv, int64_t kv_stride,
+/* Merges the key splits of each (t, h): M = max M_s, num = sum acc_s e^{M_s - M},
+ * den = sum den_s e^{M_s - M} + e^{z - M}; out = bf16(num / den). grid T*H, block 256. */
+__global__ void sparse_combine_kernel(const float *part, int64_t H, int D, int ns,
+                                      const float *sink, float *out)
+{
+    int64_t th = blockIdx.x;
+    const float *pp = part + th * ns * (D + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < ns; s++) M = fmaxf(M, pp[s * (D + 2)]);
+    float den = 0.0f;
+    for (int s = 0; s < ns; s++) {
+        float m = pp[s * (D + 2)];
+        if (m != -INFINITY) den += pp[s * (D + 2) + 1] * expf(m - M);
+    }
+    if (M != -INFINITY) den += expf(sink[th % H] - M);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float num = 0.0f;
+        for (int s = 0; s < ns; s++) {
+            float m = pp[s * (D + 2)];
+            if (m != -INFINITY) num += pp[s * (D + 2) + 2 + d] * expf(m - M);
+        }
+        out[th * D + d] = M == -INFINITY ? 0.0f : d_round_bf16(num / den);
+    }
+}
+
+static int g_allow_split = 1;
+/* 0: never split the key list (the official kernel's exact block order, one pass per query) */
+extern "C" void sparse_attention_allow_split(int on) { g_allow_split = on; }
+
+template <int D>
+static int launch_wmma(const void *dq, int64_t T, int64_t H, const void *dkv, int64_t kv_stride,
                        int64_t q_per_kv, const int32_t *didx, int64_t n_idx, const float *dsink,
                        float scale, float *dout)
 {
-    size_t smem = sizeof(wmma_smem<D, SPLIT>);
-    CK(cudaFuncSetAttribute(sparse_wmma_kernel<D, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    sparse_wmma_kernel<D, SPLIT><<<dim3((unsigned)T, SPLIT), 128, smem>>>(
-        (const __nv_bfloat16 *)dq, (const __nv_bfloat16 *)dkv, kv_stride, q_per_kv, didx, n_idx,
-        dsink, scale, dout);
+    size_t smem = sizeof(wmma_smem<D>);
+    static int attr_set = 0;
+    if (!attr_set) {
+        CK(cudaFuncSetAttribute(sparse_wmma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr_set = 1;
+    }
+    /* few queries: split the key list so that >= 2 blocks per SM are in flight */
+    int64_t blocks = T * (H / WHB), nkb = (n_idx + SPA_BLOCK - 1) / SPA_BLOCK;
+    int64_t ns = g_allow_split && blocks < 132 ? (264 + blocks - 1) / blocks : 1;
+    if (ns > nkb) ns = nkb > 0 ? nkb : 1;
+    int64_t kps = ((nkb + ns - 1) / ns) * SPA_BLOCK;
+    ns = (n_idx + kps - 1) / kps > 0 ? (n_idx + kps - 1) / kps : 1;
+    float *part = NULL;
+    if (ns > 1) {
+        part = (float *)cuda_scratch(12, (size_t)(T * H * ns * (D + 2)) * sizeof(float));
+        if (!part) return -1;
+    }
+    sparse_wmma_kernel<D><<<dim3((unsigned)T, (unsigned)(H / WHB), (unsigned)ns), 128, smem>>>(
+        (const __nv_bfloat16 *)dq, H, (const __nv_bfloat16 *)dkv, kv_stride, q_per_kv, didx, n_idx,
+        dsink, scale, dout, ns > 1 ? kps : (n_idx > 0 ? n_idx : 1), part);
     CK_LAUNCH("sparse_attention_wmma");
+    if (ns > 1) {
+        sparse_combine_kernel<<<(unsigned)(T * H), 256>>>(part, H, D, (int)ns, dsink, dout);
+        CK_LAUNCH("sparse_attention_combine");
+    }
     return 0;
 }
-
-static int g_wmma_split = 2;
-extern "C" void sparse_attention_set_split(int s) { g_wmma_split = s; }
 
 extern "C" int launch_sparse_attention_bf16(const void *dq, int64_t T, int64_t H, int64_t D,
                                             const void *dkv, int64_t kv_stride, int64_t q_per_kv,
@@ -293,14 +360,10 @@ extern "C" int launch_sparse_attention_bf16(const void *dq, int64_t T, int64_t H
                                             float scale, float *dout)
 {
     if (T <= 0) return 0;
-    if (H != WH) return dsv4_set_error("cuda sparse_attention (wmma): H = %lld, needs 64", (long long)H);
-    if (D == 512) {
-        if (g_wmma_split == 1) return launch_wmma<512, 1>(dq, T, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout);
-        if (g_wmma_split == 4) return launch_wmma<512, 4>(dq, T, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout);
-        return launch_wmma<512, 2>(dq, T, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout);
-    }
-    if (D == 128) return launch_wmma<128, 1>(dq, T, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout);
-    if (D == 64) return launch_wmma<64, 1>(dq, T, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout);
+    if (H % WHB != 0) return dsv4_set_error("cuda sparse_attention (wmma): H = %lld is not a multiple of 16", (long long)H);
+    if (D == 512) return launch_wmma<512>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout);
+    if (D == 128) return launch_wmma<128>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout);
+    if (D == 64) return launch_wmma<64>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout);
     return dsv4_set_error("cuda sparse_attention (wmma): D = %lld not in {64, 128, 512}", (long long)D);
 }
 

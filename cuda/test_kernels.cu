@@ -28,7 +28,7 @@ extern "C" {
 #include "topk.h"
 #include "sparse_attention.h"
 #include "mhc.h"
-void sparse_attention_set_split(int s);
+void sparse_attention_allow_split(int on);
 }
 
 /* ---- helpers ---- */
@@ -405,19 +405,18 @@ static void test_sparse_attention(void)
             cudaMemcpy(dk, kb.data(), kb.size() * 2, cudaMemcpyHostToDevice);
             cudaMemcpy(di, i32.data(), i32.size() * 4, cudaMemcpyHostToDevice);
             cudaMemcpy(ds, sink.data(), H * 4, cudaMemcpyHostToDevice);
-            for (int split : { 1, 2, 4 }) {
-                sparse_attention_set_split(split);
+            for (int split = 0; split < 2; split++) {
+                sparse_attention_allow_split(split);
                 cudaMemset(dout, 0xFF, H * D * 4);
                 int rc = launch_sparse_attention_bf16(dq, 1, H, D, dk, 0, 1, di, n_idx, ds, (float)scale, (float *)dout);
                 cudaDeviceSynchronize();
                 poison(got);
                 cudaMemcpy(got.data(), dout, H * D * 4, cudaMemcpyDeviceToHost);
-                char what[80];
-                snprintf(what, sizeof what, "sparse_attention wmma split=%d official", split);
+                const char *what = split ? "sparse_attention wmma official (key split)" : "sparse_attention wmma official (one pass)";
                 if (rc) check_true(what, false, dsv4_last_error());
                 else check_rel(what, got.data(), want.data(), got.size(), 1e-2);
             }
-            sparse_attention_set_split(2);
+            sparse_attention_allow_split(1);
             cudaFree(dq); cudaFree(dk); cudaFree(di); cudaFree(ds); cudaFree(dout);
         }
         /* all masked: exactly zero */
@@ -564,13 +563,13 @@ static int bench(void)
             double bytes = (double)B * (H * D * 2 + n_idx * D * 2 + n_idx * 4 + H * D * 4);
             double flops = (double)B * 4.0 * H * n_idx * D;
             const char *nmk = csa ? "CSA decode (128+512 of 262144)" : "HCA decode 1M (128+8192)";
-            for (int split : { 1, 2, 4 }) {
-                sparse_attention_set_split(split);
+            for (int split = 1; split >= 0; split--) {
+                sparse_attention_allow_split(split);
                 float ms = time_ms([&] { launch_sparse_attention_bf16(q, B, H, D, kv, n_pool * D, 1, idx, n_idx, sink, 0.0441941738f, out); });
-                char name[80]; snprintf(name, sizeof name, "%s wmma s%d", nmk, split);
-                row(name, B, ms, bytes, flops);
+                char name[80]; snprintf(name, sizeof name, "%s wmma%s", nmk, split ? "" : " 1-pass");
+                if (split || B < 64) row(name, B, ms, bytes, flops);
             }
-            sparse_attention_set_split(2);
+            sparse_attention_allow_split(1);
             /* CUDA-core kernel on an fp32 copy of the pool (same byte count as fp32 gathers) */
             if (cudaMalloc(&kvf, (size_t)(B * n_pool * D) * 4) == cudaSuccess) {
                 fill_f32(kvf, (size_t)(B * n_pool * D), 2.0f);
@@ -634,6 +633,25 @@ static int bench(void)
             row("compressor emit (pool+norm+rope+fp8)", B, ms, (double)B * (2 * km * kc * 4 + c * 4), (double)B * km * c * 8);
             rope_freqs_free(&f);
             cudaFree(dx); cudaFree(du); cudaFree(dg); cudaFree(dks); cudaFree(dss); cudaFree(dnw); cudaFree(dcs); cudaFree(dout);
+        }
+        /* GEMMs of the layer: FP8 wq_b [32768 x 1024], bf16 [4096 x 4096], FP4 expert [2048 x 4096] */
+        {
+            struct { int kind; int64_t R, K; const char *nm; } g[3] = {
+                { 2, 32768, 1024, "linear FP8 wq_b [32768x1024]" },
+                { 1, 4096, 4096, "linear bf16 [4096x4096]" },
+                { 3, 2048, 4096, "linear FP4 expert w1 [2048x4096]" } };
+            for (auto &c : g) {
+                wstore w;
+                make_weight(w, c.kind, c.R, c.K);
+                float *x, *y;
+                cudaMalloc(&x, B * c.K * 4); cudaMalloc(&y, B * c.R * 4);
+                fill_f32(x, B * c.K, 2.0f);
+                float ms = time_ms([&] { launch_linear(&w.w, x, y, B, 0, DSV4_OFFICIAL); });
+                double wb = c.kind == 2 ? 1.0 : (c.kind == 1 ? 2.0 : 0.5);
+                row(c.nm, B, ms, (double)c.R * c.K * wb + B * (c.K + c.R) * 4.0, 2.0 * B * c.R * c.K);
+                cudaFree(x); cudaFree(y);
+                cuda_release();
+            }
         }
         /* one CSA layer's decode at 1M (V4-Flash shapes, FP8 weights): the projections, norms,
          * RoPE, compressor, indexer (scores + top-k) and sparse attention, back to back */
