@@ -17,9 +17,16 @@
  *        ascending block order, y = bf16(acc).
  *   FP4: per 32-chunk b = f32(sum xq*e2m1), acc = acc + f32(b*sx) * sw in ascending chunk
  *        order, y = bf16(acc).
- * Exact mode: the fp32 form (DEQ_F32) for every dtype; tolerance 1e-5 (spec/tolerances.md). */
+ * Exact mode: the fp32 form (DEQ_F32) for every dtype; tolerance 1e-5 (spec/tolerances.md).
+ * Official bf16 / FP8 / FP4 GEMMs with K % 128 == 0 run on the tensor cores by default
+ * (linear_tc_kernel below; DSV4_CUDA_GEMM=simt selects linear_kernel instead). */
+#include <cstdlib>
+#include <cstring>
+#include <mma.h>
 #include "cuda_common.cuh"
 #include "kernels.h"
+
+using namespace nvcuda;
 
 extern "C" {
 #include "linear.h"
@@ -162,6 +169,107 @@ linear_kernel(dweight W, const float *x, const float *xq, const float *sx, float
     }
 }
 
+/* ---- the GEMM on the tensor cores (official mode, K % 128 == 0) ----
+ * linear_tc_kernel<M>: grid (ceil(R/64), ceil(n/16)), block 128 = 4 warps; the block owns 16
+ * tokens x 64 features, warp w the 16 x 16 output tile of features 16w..16w+15. Per 128-wide
+ * K step the block stages the activations (bf16: for FP8 / FP4 modes the e4m3 codes of
+ * act_quant, exact in bf16; for the bf16 mode x itself, which the official graph holds in
+ * bf16) and the weights decoded to bf16 (e4m3 / e2m1 codes, exact in bf16; scales stay out)
+ * in shared memory, then wmma m16n16k16 (bf16 x bf16 -> fp32):
+ *   BF16: one accumulator over all of K (fp32), y = bf16.
+ *   FP8 : per 128-block a fresh accumulator b (the exact products summed in fp32), then
+ *         acc = acc + b * f32(sx * sw) elementwise in ascending block order (as ref).
+ *   FP4 : per 32-chunk b, acc = acc + f32(b * sx) * sw.
+ * The per-block update goes through a per-warp 16 x 16 shared tile, each lane owning 8 fixed
+ * elements of it; acc lives in those registers. */
+
+#define TC_KC 128
+#define TC_LD (TC_KC + 8)
+
+template <int MODE>
+__global__ void __launch_bounds__(128)
+linear_tc_kernel(dweight W, const float *x, const float *xq, const float *sx, float *y, int64_t n)
+{
+    __shared__ __align__(32) __nv_bfloat16 As[16][TC_LD];
+    __shared__ __align__(32) __nv_bfloat16 Bs[64][TC_LD];
+    __shared__ __align__(32) float Cs[4][16 * 16];
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    int64_t K = W.cols, R = W.rows, nkb = K / TC_KC;
+    int64_t r0 = (int64_t)blockIdx.x * 64, m0 = (int64_t)blockIdx.y * 16;
+    const float *xs = (MODE == MODE_DEQ_BF16) ? x : xq;
+    float acc[8];
+    for (int e = 0; e < 8; e++) acc[e] = 0.0f;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> cb;
+    wmma::fill_fragment(cb, 0.0f);
+    for (int64_t kb = 0; kb < nkb; kb++) {
+        int64_t k0 = kb * TC_KC;
+        __syncthreads();
+        for (int i = tid; i < 16 * TC_KC; i += 128) {
+            int mi = i / TC_KC, kk = i % TC_KC;
+            float v = (m0 + mi < n) ? xs[(m0 + mi) * K + k0 + kk] : 0.0f;
+            As[mi][kk] = __float2bfloat16_rn(v);
+        }
+        for (int i = tid; i < 64 * TC_KC; i += 128) {
+            int ri = i / TC_KC, kk = i % TC_KC;
+            float v = (r0 + ri < R) ? w_elem(W, r0 + ri, k0 + kk) : 0.0f;
+            Bs[ri][kk] = __float2bfloat16_rn(v);
+        }
+        __syncthreads();
+        if (MODE == MODE_DEQ_BF16) {
+            for (int k = 0; k < TC_KC; k += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
+                wmma::load_matrix_sync(a, &As[0][k], TC_LD);
+                wmma::load_matrix_sync(b, &Bs[warp * 16][k], TC_LD);
+                wmma::mma_sync(cb, a, b, cb);
+            }
+            continue;
+        }
+        const int CH = (MODE == MODE_FP8) ? 128 : 32;
+        for (int c0 = 0; c0 < TC_KC; c0 += CH) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
+            wmma::fill_fragment(c, 0.0f);
+            for (int k = c0; k < c0 + CH; k += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
+                wmma::load_matrix_sync(a, &As[0][k], TC_LD);
+                wmma::load_matrix_sync(b, &Bs[warp * 16][k], TC_LD);
+                wmma::mma_sync(c, a, b, c);
+            }
+            wmma::store_matrix_sync(Cs[warp], c, 16, wmma::mem_row_major);
+            __syncwarp();
+            for (int e = 0; e < 8; e++) {
+                int el = lane + 32 * e, mi = el / 16, rj = el % 16;
+                int64_t m = m0 + mi, r = r0 + warp * 16 + rj;
+                if (m >= n || r >= R) continue;
+                float b = Cs[warp][el];
+                float s_x = sx[m * nkb + kb];
+                if (MODE == MODE_FP8) {
+                    float sc = s_x * w_fp8_scale(W, r, k0);
+                    acc[e] = acc[e] + b * sc;
+                } else {
+                    float term = (b * s_x) * w_fp4_scale(W, r, k0 + c0);
+                    acc[e] = acc[e] + term;
+                }
+            }
+            __syncwarp();
+        }
+    }
+    if (MODE == MODE_DEQ_BF16) {
+        wmma::store_matrix_sync(Cs[warp], cb, 16, wmma::mem_row_major);
+        __syncwarp();
+        for (int e = 0; e < 8; e++) acc[e] = Cs[warp][lane + 32 * e];
+    }
+    for (int e = 0; e < 8; e++) {
+        int el = lane + 32 * e, mi = el / 16, rj = el % 16;
+        int64_t m = m0 + mi, r = r0 + warp * 16 + rj;
+        if (m < n && r < R) y[m * R + r] = d_round_bf16(acc[e]);
+    }
+}
+
+static int g_gemm_tc = -1;   /* -1: from DSV4_CUDA_GEMM (tc default, "simt" turns it off) */
+extern "C" void linear_use_tensor_cores(int on) { g_gemm_tc = on; }
+
 /* ---- host side ---- */
 
 /* [LIN-1] the device view of w (uploaded on first use). */
@@ -214,6 +322,19 @@ extern "C" int launch_linear(const dsv4_weight *w, const float *dx, float *dy, i
         if (!xq || !sx) return -1;
         act_quant_kernel<<<dim3((unsigned)(K / LIN_BLOCK), (unsigned)n), 32>>>(dx, K, xq, sx);
         CK_LAUNCH("act_quant");
+    }
+    if (g_gemm_tc < 0) {
+        const char *e = getenv("DSV4_CUDA_GEMM");
+        g_gemm_tc = !(e && strcmp(e, "simt") == 0);
+    }
+    if (g_gemm_tc && K % LIN_BLOCK == 0 &&
+        (mode == MODE_FP8 || mode == MODE_FP4 || (mode == MODE_DEQ_BF16 && w->dtype == DSV4_BF16))) {
+        dim3 g((unsigned)((w->rows + 63) / 64), (unsigned)((n + 15) / 16));
+        if (mode == MODE_FP8) linear_tc_kernel<MODE_FP8><<<g, 128>>>(W, dx, xq, sx, dy, n);
+        else if (mode == MODE_FP4) linear_tc_kernel<MODE_FP4><<<g, 128>>>(W, dx, xq, sx, dy, n);
+        else linear_tc_kernel<MODE_DEQ_BF16><<<g, 128>>>(W, dx, xq, sx, dy, n);
+        CK_LAUNCH("linear_tc");
+        return 0;
     }
     dim3 grid((unsigned)((w->rows + LIN_WARPS - 1) / LIN_WARPS), (unsigned)((n + LIN_TOK - 1) / LIN_TOK));
     switch (mode) {

@@ -18,7 +18,8 @@
  *   Block (t, g) computes heads 16g..16g+15 of query t; their query rows live in registers
  *   as tensor-core fragments. Per 64-key block: the gathered 64 x D tile (bf16, rows padded
  *   by 16 against bank conflicts) goes to shared memory once; S = Q K^T [16 x 64] (warp w:
- *   keys 16w..16w+15) and P V [16 x D] (warp w: output tiles w, w+4, ...) on the tensor cores
+ *   keys 16w..16w+15; the tile arrives by cp.async, all 16-byte pieces in flight at once)
+ *   and P V [16 x D] (warp w: output tiles w, w+4, ...) on the tensor cores
  *   (wmma m16n16k16, bf16 x bf16 -> fp32 accumulate); the softmax update of the 16 heads
  *   in fp32 between them. The H/16 blocks of one query gather the same rows (L2 hits).
  *   Few queries (T * H/16 < 132 blocks, e.g. batch 1): the key list is split into up to
@@ -29,6 +30,7 @@
  *   sparse_attention_allow_split(0) turns it off. */
 #include <cstdlib>
 #include <mma.h>
+#include <cuda_pipeline.h>
 #include "cuda_common.cuh"
 #include "kernels.h"
 
@@ -182,6 +184,7 @@ struct wmma_smem {
     float scratch[4][16 * 16];               /* one P.V tile per warp */
     float M[WHB], den[WHB], a[WHB];
     int valid[SPA_BLOCK];
+    int32_t row[SPA_BLOCK];
 };
 
 template <int D>
@@ -209,15 +212,19 @@ sparse_wmma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, i
     for (int64_t b0 = k_begin; b0 < k_end; b0 += SPA_BLOCK) {
         int nb = (int)(k_end - b0 < SPA_BLOCK ? k_end - b0 : SPA_BLOCK);
         __syncthreads();   /* the previous block's tile and probabilities are consumed */
-        /* gather: 16-byte copies, 8 bf16 each; masked / missing rows are zero */
+        /* gather: the block's 64 row numbers first, then every 16-byte piece of the tile as
+         * an asynchronous copy (all in flight at once); masked / missing rows are zero */
+        if (tid < SPA_BLOCK) sm.row[tid] = tid < nb ? it[b0 + tid] : -1;
+        __syncthreads();
+        if (tid < SPA_BLOCK) sm.valid[tid] = sm.row[tid] >= 0;
         for (int i = tid; i < SPA_BLOCK * (D / 8); i += 128) {
             int row = i / (D / 8), c8 = i % (D / 8);
-            int32_t r = row < nb ? it[b0 + row] : -1;
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (r >= 0) v = *reinterpret_cast<const uint4 *>(kvt + (int64_t)r * D + c8 * 8);
-            *reinterpret_cast<uint4 *>(&sm.kt[row][c8 * 8]) = v;
+            int32_t r = sm.row[row];
+            if (r >= 0) __pipeline_memcpy_async(&sm.kt[row][c8 * 8], kvt + (int64_t)r * D + c8 * 8, 16);
+            else *reinterpret_cast<uint4 *>(&sm.kt[row][c8 * 8]) = make_uint4(0, 0, 0, 0);
         }
-        if (tid < SPA_BLOCK) sm.valid[tid] = tid < nb && it[b0 + tid] >= 0;
+        __pipeline_commit();
+        __pipeline_wait_prior(0);
         __syncthreads();
         /* S[16 heads][keys 16w..16w+15] = Q K^T */
         {

@@ -29,6 +29,7 @@ extern "C" {
 #include "sparse_attention.h"
 #include "mhc.h"
 void sparse_attention_allow_split(int on);
+void linear_use_tensor_cores(int on);
 }
 
 /* ---- helpers ---- */
@@ -180,26 +181,34 @@ static void test_linear(void)
     const char *kn[4] = { "f32", "bf16", "fp8", "fp4" };
     for (int kind = 0; kind < 4; kind++)
         for (int out_f32 = 0; out_f32 < 2; out_f32++)
-            for (int mi = 0; mi < 2; mi++) {
-                dsv4_numerics num = mi ? DSV4_EXACT : DSV4_OFFICIAL;
-                if (num == DSV4_EXACT && out_f32) continue;
-                int64_t R = 200, K = 384, n = 11;
-                wstore s;
-                make_weight(s, kind, R, K);
-                std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
-                to_bf16(x);
-                poison(got);
-                linear(&s.w, x.data(), want.data(), n, out_f32, num);
-                if (cuda_linear(&s.w, x.data(), got.data(), n, out_f32, num)) {
-                    check_true("linear", false, dsv4_last_error());
-                    continue;
-                }
-                char what[96];
-                snprintf(what, sizeof what, "linear %s out_f32=%d %s [%lldx%lld]x%lld", kn[kind], out_f32,
-                         nm(num), (long long)R, (long long)K, (long long)n);
-                check_rel(what, got.data(), want.data(), got.size(), lim_of(num));
-                cuda_release();   /* the next case's weights may reuse these host addresses */
-            }
+            for (int mi = 0; mi < 2; mi++)
+                for (int tc = 0; tc < 2; tc++)
+                    for (int64_t n : { (int64_t)11, (int64_t)70 }) {
+                        dsv4_numerics num = mi ? DSV4_EXACT : DSV4_OFFICIAL;
+                        if (num == DSV4_EXACT && out_f32) continue;
+                        /* the tensor-core path exists for official bf16 / FP8 / FP4 GEMMs */
+                        if (tc && (num == DSV4_EXACT || out_f32 || kind == 0)) continue;
+                        if (g_quick && n == 70 && !tc) continue;
+                        int64_t R = 200, K = 384;
+                        wstore s;
+                        make_weight(s, kind, R, K);
+                        std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
+                        to_bf16(x);
+                        poison(got);
+                        linear(&s.w, x.data(), want.data(), n, out_f32, num);
+                        linear_use_tensor_cores(tc);
+                        int rc = cuda_linear(&s.w, x.data(), got.data(), n, out_f32, num);
+                        linear_use_tensor_cores(1);
+                        if (rc) {
+                            check_true("linear", false, dsv4_last_error());
+                            continue;
+                        }
+                        char what[96];
+                        snprintf(what, sizeof what, "linear %s out_f32=%d %s%s [%lldx%lld]x%lld", kn[kind], out_f32,
+                                 nm(num), tc ? " tc" : "", (long long)R, (long long)K, (long long)n);
+                        check_rel(what, got.data(), want.data(), got.size(), lim_of(num));
+                        cuda_release();   /* the next case's weights may reuse these host addresses */
+                    }
 }
 
 /* ---- norms, RoPE, Hadamard, block simulations ---- */
@@ -358,12 +367,12 @@ static void test_indexer(void)
         check_true(what, jac >= 0.98, det);
     }
     /* top-k kernel: exactly topk_desc (order included), on bf16 scores full of ties */
-    for (int rep = 0; rep < 3; rep++) {
+    for (int rep = 0; rep < 4; rep++) {
         if (g_quick && rep == 1) continue;
-        int64_t n = rep == 0 ? 5000 : (rep == 1 ? 262144 : 700), k = rep == 2 ? 700 : 512;
+        int64_t n = rep == 0 ? 5000 : (rep == 1 ? 262144 : (rep == 2 ? 700 : 16684)), k = rep == 2 ? 700 : 512;
         std::vector<float> s = randn((size_t)n);
         for (auto &v : s) v = round_bf16(v * 0.05f);
-        if (rep == 0) for (int i = 0; i < 100; i++) s[(size_t)(rnd_u64() % n)] = -INFINITY;
+        if (rep == 0 || rep == 3) for (int i = 0; i < 100; i++) s[(size_t)(rnd_u64() % n)] = -INFINITY;
         std::vector<int64_t> want((size_t)k), got((size_t)k, -7);
         topk_desc(s.data(), n, k, want.data());
         cuda_topk(s.data(), n, k, got.data());
@@ -646,9 +655,14 @@ static int bench(void)
                 float *x, *y;
                 cudaMalloc(&x, B * c.K * 4); cudaMalloc(&y, B * c.R * 4);
                 fill_f32(x, B * c.K, 2.0f);
-                float ms = time_ms([&] { launch_linear(&w.w, x, y, B, 0, DSV4_OFFICIAL); });
                 double wb = c.kind == 2 ? 1.0 : (c.kind == 1 ? 2.0 : 0.5);
-                row(c.nm, B, ms, (double)c.R * c.K * wb + B * (c.K + c.R) * 4.0, 2.0 * B * c.R * c.K);
+                for (int tc = 1; tc >= 0; tc--) {
+                    linear_use_tensor_cores(tc);
+                    float ms = time_ms([&] { launch_linear(&w.w, x, y, B, 0, DSV4_OFFICIAL); });
+                    char name[80]; snprintf(name, sizeof name, "%s %s", c.nm, tc ? "tc" : "simt");
+                    row(name, B, ms, (double)c.R * c.K * wb + B * (c.K + c.R) * 4.0, 2.0 * B * c.R * c.K);
+                }
+                linear_use_tensor_cores(1);
                 cudaFree(x); cudaFree(y);
                 cuda_release();
             }
