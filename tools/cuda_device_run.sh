@@ -69,7 +69,9 @@ PY
 done 2>&1 | tee "$O/golden_summary.txt"
 
 echo "== 3. benchmarks"
-timeout 240 bash tools/bench_cuda.sh "$O/bench" 2>&1 | tail -60
+timeout 240 bash tools/bench_cuda.sh "$O/bench" 2>&1 | tail -70
+echo "-- repeat of the CUDA benchmarks (run-to-run spread)"
+timeout 120 ./build/cuda/test_kernels --bench > "$O/bench/cuda2.txt" 2>&1; grep -E "CSA decode|HCA decode|indexer scores 1M wmma" "$O/bench/cuda2.txt"
 
 echo "== 4. compute-sanitizer"
 for tool in memcheck racecheck; do
