@@ -18,8 +18,9 @@
  *   FP4: per 32-chunk b = f32(sum xq*e2m1), acc = acc + f32(b*sx) * sw in ascending chunk
  *        order, y = bf16(acc).
  * Exact mode: the fp32 form (DEQ_F32) for every dtype; tolerance 1e-5 (spec/tolerances.md).
- * Official bf16 / FP8 / FP4 GEMMs with K % 128 == 0 run on the tensor cores by default
- * (linear_tc_kernel below; DSV4_CUDA_GEMM=simt selects linear_kernel instead). */
+ * Official bf16 / FP8 / FP4 GEMMs with K % 128 == 0 can run on the tensor cores
+ * (linear_tc_kernel below, DSV4_CUDA_GEMM=tc); both kernels are checked on every run of the
+ * kernel lab and of the golden checks (spec/cuda.md). */
 #include <cstdlib>
 #include <cstring>
 #include <mma.h>
@@ -267,7 +268,10 @@ linear_tc_kernel(dweight W, const float *x, const float *xq, const float *sx, fl
     }
 }
 
-static int g_gemm_tc = -1;   /* -1: from DSV4_CUDA_GEMM (tc default, "simt" turns it off) */
+/* Which GEMM kernel official bf16 / FP8 / FP4 GEMMs use: -1 = from the environment
+ * (DSV4_CUDA_GEMM=tc selects linear_tc_kernel; default linear_kernel, which measured faster
+ * on the H200 at decode shapes except FP8 at batch 64: spec/cuda.md). */
+static int g_gemm_tc = -1;
 extern "C" void linear_use_tensor_cores(int on) { g_gemm_tc = on; }
 
 /* ---- host side ---- */
@@ -323,11 +327,12 @@ extern "C" int launch_linear(const dsv4_weight *w, const float *dx, float *dy, i
         act_quant_kernel<<<dim3((unsigned)(K / LIN_BLOCK), (unsigned)n), 32>>>(dx, K, xq, sx);
         CK_LAUNCH("act_quant");
     }
-    if (g_gemm_tc < 0) {
+    int use_tc = g_gemm_tc;
+    if (use_tc < 0) {
         const char *e = getenv("DSV4_CUDA_GEMM");
-        g_gemm_tc = !(e && strcmp(e, "simt") == 0);
+        use_tc = e && strcmp(e, "tc") == 0;
     }
-    if (g_gemm_tc && K % LIN_BLOCK == 0 &&
+    if (use_tc && K % LIN_BLOCK == 0 &&
         (mode == MODE_FP8 || mode == MODE_FP4 || (mode == MODE_DEQ_BF16 && w->dtype == DSV4_BF16))) {
         dim3 g((unsigned)((w->rows + 63) / 64), (unsigned)((n + 15) / 16));
         if (mode == MODE_FP8) linear_tc_kernel<MODE_FP8><<<g, 128>>>(W, dx, xq, sx, dy, n);

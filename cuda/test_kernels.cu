@@ -198,7 +198,7 @@ static void test_linear(void)
                         linear(&s.w, x.data(), want.data(), n, out_f32, num);
                         linear_use_tensor_cores(tc);
                         int rc = cuda_linear(&s.w, x.data(), got.data(), n, out_f32, num);
-                        linear_use_tensor_cores(1);
+                        linear_use_tensor_cores(-1);
                         if (rc) {
                             check_true("linear", false, dsv4_last_error());
                             continue;
@@ -662,7 +662,7 @@ static int bench(void)
                     char name[80]; snprintf(name, sizeof name, "%s %s", c.nm, tc ? "tc" : "simt");
                     row(name, B, ms, (double)c.R * c.K * wb + B * (c.K + c.R) * 4.0, 2.0 * B * c.R * c.K);
                 }
-                linear_use_tensor_cores(1);
+                linear_use_tensor_cores(-1);
                 cudaFree(x); cudaFree(y);
                 cuda_release();
             }
