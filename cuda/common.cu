@@ -34,6 +34,7 @@ extern "C" int cuda_available(const char **why)
     return known;
 }
 
+/* device name, compute capability, SM count, memory and L2 size into buf: [n] */
 extern "C" void cuda_describe(char *buf, size_t n)
 {
     cudaDeviceProp p;
@@ -47,6 +48,7 @@ extern "C" void cuda_describe(char *buf, size_t n)
              (double)p.l2CacheSize / 1e6);
 }
 
+/* the launch error of the last kernel (and, built with DSV4_CUDA_SYNC, its run-time error) */
 cudaError_t cuda_check_launch(const char *what)
 {
     cudaError_t e = cudaGetLastError();
@@ -62,6 +64,7 @@ cudaError_t cuda_check_launch(const char *what)
 static void *g_scratch[16];
 static size_t g_scratch_bytes[16];
 
+/* grow-only device buffer `slot` (0..15) of at least `bytes` (25% headroom); NULL + error */
 void *cuda_scratch(int slot, size_t bytes)
 {
     if (slot < 0 || slot >= 16) return NULL;
@@ -85,6 +88,8 @@ void *cuda_scratch(int slot, size_t bytes)
 struct cached { void *dev; size_t bytes; };
 static std::map<const void *, cached> g_cache;
 
+/* the device copy of host[0..bytes) keyed by the host address; uploaded on first use (a
+ * larger view of the same address re-uploads). Weights only: their host memory never changes. */
 const void *cuda_cached(const void *host, size_t bytes)
 {
     auto it = g_cache.find(host);
@@ -107,6 +112,7 @@ const void *cuda_cached(const void *host, size_t bytes)
     return d;
 }
 
+/* host -> device copy of `bytes` bytes; 0 / -1 */
 int cuda_up(void *dev, const void *host, size_t bytes)
 {
     if (bytes == 0) return 0;
@@ -114,6 +120,7 @@ int cuda_up(void *dev, const void *host, size_t bytes)
     return 0;
 }
 
+/* device -> host copy of `bytes` bytes; 0 / -1 (also where a kernel error surfaces) */
 int cuda_down(void *host, const void *dev, size_t bytes)
 {
     if (bytes == 0) return 0;
@@ -121,6 +128,7 @@ int cuda_down(void *host, const void *dev, size_t bytes)
     return 0;
 }
 
+/* frees every cached weight and scratch buffer (tests: before host addresses are reused) */
 extern "C" void cuda_release(void)
 {
     for (auto &kv : g_cache) cudaFree(kv.second.dev);
@@ -136,11 +144,13 @@ extern "C" void cuda_release(void)
 
 static std::map<std::string, long> g_counts;
 
+/* one more call of the wrapper `name` */
 void cuda_count(const char *name)
 {
     g_counts[name]++;
 }
 
+/* "cuda backend calls: name=count ..." on stderr */
 extern "C" void cuda_print_counts(void)
 {
     fprintf(stderr, "cuda backend calls:");
@@ -156,6 +166,7 @@ __global__ void f32_to_bf16_kernel(const float *x, __nv_bfloat16 *y, int64_t n)
     if (i < n) y[i] = __float2bfloat16_rn(x[i]);
 }
 
+/* x: [n] float (bf16 values) -> y: [n] bf16, device pointers */
 extern "C" int launch_f32_to_bf16(const float *dx, void *dy_bf16, int64_t n)
 {
     if (n == 0) return 0;

@@ -21,6 +21,8 @@
 #include "cuda_common.cuh"
 #include "kernels.h"
 
+/* [CMP-6] ks, ss: [B, km, kc]; u, g: [B, kc]; ape_row: [kc]. Row `row` of every batch
+ * entry <- (u, g + ape) (one fp32 add, as ref). grid B, block 256. */
 __global__ void state_write_kernel(float *ks, float *ss, const float *u, const float *g,
                                    const float *ape_row, int64_t kc, int64_t km, int64_t row)
 {
@@ -31,6 +33,7 @@ __global__ void state_write_kernel(float *ks, float *ss, const float *u, const f
     }
 }
 
+/* [CMP-8] overlap: rows m..2m-1 of ks, ss ([B, km, kc]) move to rows 0..m-1. grid B. */
 __global__ void state_shift_kernel(float *ks, float *ss, int64_t kc, int64_t km, int m)
 {
     int64_t b = blockIdx.x;
@@ -81,6 +84,9 @@ __global__ void pool_kernel(const float *kv, const float *sc, int64_t km, int64_
     }
 }
 
+/* [CMP-2..CMP-5] kv, sc: [B, km, kc] device state (scores incl. ape) -> out: [B, c]: pool,
+ * bf16, RMSNorm(norm_w: [c]), RoPE with cs: [B, r/2, 2], FP8 (main) / Hadamard + FP4 (indexer).
+ * Pitfalls 9 (RoPE position = the entry's first token), 10, 11. */
 extern "C" int launch_compressor_emit(const v4_compressor *C, const float *dkv, const float *dsc,
                                       int64_t B, const float *dnorm_w, const float *dcs,
                                       float *dout)

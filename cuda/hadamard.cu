@@ -13,6 +13,7 @@
 
 #define HAD_MAX 4096
 
+/* [HAD-1] x: [n_rows, n] in place; one block per row; t: the row in shared double */
 __global__ void hadamard_kernel(float *x, int n, float scale32, double scale64, int official)
 {
     __shared__ double t[HAD_MAX];
@@ -33,6 +34,8 @@ __global__ void hadamard_kernel(float *x, int n, float scale32, double scale64, 
 }
 
 template <int FP4>
+/* [NUM-7] x: [n_rows, stride], the first n values of each row in blocks of `block`: one
+ * thread per block: amax, power-of-two scale, encode (clamped), decode, bf16 */
 __global__ void block_sim_kernel(float *x, int64_t stride, int n, int block)
 {
     int b0 = threadIdx.x * block;
@@ -50,6 +53,7 @@ __global__ void block_sim_kernel(float *x, int64_t stride, int n, int block)
     }
 }
 
+/* [HAD-1] device x: [n_rows, n]; n a power of two <= 4096 (else an error) */
 extern "C" int launch_hadamard(float *dx, int64_t n_rows, int n, dsv4_numerics num)
 {
     if (n <= 0 || n > HAD_MAX || (n & (n - 1)) != 0)
@@ -62,6 +66,7 @@ extern "C" int launch_hadamard(float *dx, int64_t n_rows, int n, dsv4_numerics n
     return 0;
 }
 
+/* [NUM-7] FP8 e4m3 round trip of x[:, 0:n] in blocks (<= 1024 blocks per row) */
 extern "C" int launch_fp8_sim(float *dx, int64_t n_rows, int64_t stride, int n, int block)
 {
     int nb = (n + block - 1) / block;
@@ -72,6 +77,7 @@ extern "C" int launch_fp8_sim(float *dx, int64_t n_rows, int64_t stride, int n, 
     return 0;
 }
 
+/* [NUM-7] FP4 e2m1 round trip of x[:, 0:n] in blocks (<= 1024 blocks per row) */
 extern "C" int launch_fp4_sim(float *dx, int64_t n_rows, int64_t stride, int n, int block)
 {
     int nb = (n + block - 1) / block;

@@ -39,12 +39,14 @@ int ref_compressor_decode(v4_compressor *C, const float *x, int64_t B, int64_t t
 int dsv4_cuda_enabled = 0;   /* set by cuda/main.cu from --backend */
 }
 
+/* a CUDA failure inside a void reference function: one line, exit 2 */
 static void fatal(const char *what)
 {
     fprintf(stderr, "dsv4ref: cuda backend: %s: %s\n", what, dsv4_last_error());
     exit(2);
 }
 
+/* [LIN-1..LIN-4] every GEMM of the forward (bad input: the reference's own error messages) */
 extern "C" int linear(const dsv4_weight *w, const float *x, float *y, int64_t n, int out_f32,
                       dsv4_numerics num)
 {
@@ -52,6 +54,7 @@ extern "C" int linear(const dsv4_weight *w, const float *x, float *y, int64_t n,
     return cuda_linear(w, x, y, n, out_f32, num);   /* errors are the ref's own (bad input) */
 }
 
+/* [NORM-1] */
 extern "C" void rmsnorm(const float *x, const float *w, float *y, int64_t n_rows, int dim,
                         float eps, dsv4_numerics num)
 {
@@ -59,12 +62,14 @@ extern "C" void rmsnorm(const float *x, const float *w, float *y, int64_t n_rows
     if (cuda_rmsnorm(x, w, y, n_rows, dim, eps, num)) fatal("rmsnorm");
 }
 
+/* [NORM-2] */
 extern "C" void rmsnorm_head(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics num)
 {
     if (!dsv4_cuda_enabled) { ref_rmsnorm_head(x, n_rows, dim, eps, num); return; }
     if (cuda_rmsnorm_head(x, n_rows, dim, eps, num)) fatal("rmsnorm_head");
 }
 
+/* [HAD-1] sizes the kernel does not take (and bad sizes) go to the reference */
 extern "C" void hadamard(float *x, int64_t n_rows, int n, dsv4_numerics num)
 {
     if (!dsv4_cuda_enabled || n <= 0 || n > 4096 || (n & (n - 1)) != 0) {
@@ -74,6 +79,7 @@ extern "C" void hadamard(float *x, int64_t n_rows, int n, dsv4_numerics num)
     if (cuda_hadamard(x, n_rows, n, num)) fatal("hadamard");
 }
 
+/* [SPA-1..SPA-4] the CUDA-core kernel (the reference's block order; both modes) */
 extern "C" int sparse_attention(const float *q, int64_t H, int64_t D, const float *kv,
                                 int64_t n_kv, const int64_t *idx, int64_t n_idx,
                                 const float *sink, double scale, float *out, dsv4_numerics num)
@@ -83,6 +89,7 @@ extern "C" int sparse_attention(const float *q, int64_t H, int64_t D, const floa
     return cuda_sparse_attention(q, H, D, kv, n_kv, idx, n_idx, sink, scale, out, num);
 }
 
+/* [IDX-4] tensor cores in official mode where (H, D) is instantiated, else CUDA cores */
 extern "C" void indexer_scores(const v4_indexer *I, const float *q, const float *w,
                                const float *keys, int64_t n, float *score)
 {
@@ -93,6 +100,7 @@ extern "C" void indexer_scores(const v4_indexer *I, const float *q, const float 
     if (cuda_indexer_scores(I, q, w, keys, n, score)) fatal("indexer_scores");
 }
 
+/* [MHC-4] */
 extern "C" void mhc_post(const float *o, const float *res, const float *post, const float *comb,
                          int64_t n, int hc, int64_t dim, float *y, dsv4_numerics num)
 {
@@ -100,6 +108,7 @@ extern "C" void mhc_post(const float *o, const float *res, const float *post, co
     if (cuda_mhc_post(o, res, post, comb, n, hc, dim, y, num)) fatal("mhc_post");
 }
 
+/* [MOE-3] */
 extern "C" int moe_expert_forward(const moe_expert *e, int64_t dim, int64_t inter,
                                   double swiglu_limit, const float *a, const float *rw, int64_t n,
                                   float *y, dsv4_numerics num)
@@ -108,6 +117,7 @@ extern "C" int moe_expert_forward(const moe_expert *e, int64_t dim, int64_t inte
     return cuda_moe_expert_forward(e, dim, inter, swiglu_limit, a, rw, n, y, num);
 }
 
+/* [CMP-8] (compressor_prefill stays on the host; its GEMMs come through linear) */
 extern "C" int compressor_decode(v4_compressor *C, const float *x, int64_t B, int64_t t, float *out)
 {
     if (!dsv4_cuda_enabled || C->head_dim > 1024) return ref_compressor_decode(C, x, B, t, out);

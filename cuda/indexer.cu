@@ -118,6 +118,8 @@ scores_wmma_kernel(const __nv_bfloat16 *q, const float *w, const __nv_bfloat16 *
     }
 }
 
+/* [IDX-4] device q: [T, H, D], w: [T, H], keys at dkeys + t*key_stride: [n, D] -> score: [T, n];
+ * both modes; H*D <= 12288 (q in shared memory) */
 extern "C" int launch_indexer_scores_f32(const float *dq, const float *dw, const float *dkeys,
                                          int64_t key_stride, int64_t T, int64_t n, int H, int D,
                                          float *dscore, dsv4_numerics num)
@@ -131,6 +133,8 @@ extern "C" int launch_indexer_scores_f32(const float *dq, const float *dw, const
     return 0;
 }
 
+/* [IDX-4] official, bf16 q: [T, H, D] and keys (rows readable to a multiple of 16);
+ * instantiated (H, D): (16|32|64, 128), (64, 64) */
 extern "C" int launch_indexer_scores_bf16(const void *dq, const float *dw, const void *dkeys,
                                           int64_t key_stride, int64_t T, int64_t n, int H, int D,
                                           float *dscore)
@@ -436,6 +440,7 @@ topk_stage2_kernel(const float *score, int64_t n, const int32_t *cand, int nc, i
     for (int i = threadIdx.x; i < k; i += TOPK_THREADS) out[t * k + i] = sidx[i];
 }
 
+/* [TOPK-1] device score: [T, n] -> idx: [T, k] int32 (score desc, index asc); k <= 2048 */
 extern "C" int launch_topk(const float *dscore, int64_t T, int64_t n, int64_t k, int32_t *didx)
 {
     if (T <= 0 || k <= 0) return 0;

@@ -24,6 +24,7 @@ __global__ void mhc_post_kernel(const float *o, const float *res, const float *p
     y[(t * hc + k) * dim + d] = official ? d_round_bf16((float)v) : (float)v;
 }
 
+/* [MHC-4] device o: [n, dim], res: [n, hc, dim], post: [n, hc], comb: [n, hc, hc] -> y */
 extern "C" int launch_mhc_post(const float *o, const float *res, const float *post,
                                const float *comb, int64_t n, int hc, int64_t dim, float *y,
                                dsv4_numerics num)

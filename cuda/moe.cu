@@ -12,8 +12,11 @@
 #include "cuda_common.cuh"
 #include "kernels.h"
 
+/* the fp32 rounding of one official fp32 operation (identity in exact mode), as ref/moe.c fl() */
 __device__ __forceinline__ double d_fl(double x, int official) { return official ? (double)(float)x : x; }
 
+/* [MOE-3] g, u: [n, inter] (GEMM outputs), rw: [n] or NULL -> g = bf16(rw * silu(min(g, l)) *
+ * clamp(u, -l, l)) in place (pitfall 17: the gate is clamped from above only) */
 __global__ void swiglu_kernel(float *g, const float *u, const float *rw, int64_t n, int64_t inter,
                               double limit, int official)
 {

@@ -80,6 +80,7 @@ __global__ void rmsnorm_head_kernel(float *x, int dim, float eps, int official)
     }
 }
 
+/* [NORM-1] device x, y: [n_rows, dim] (may alias), w: [dim] or NULL */
 extern "C" int launch_rmsnorm(const float *dx, const float *dw, float *dy, int64_t n_rows,
                               int dim, float eps, dsv4_numerics num)
 {
@@ -89,6 +90,7 @@ extern "C" int launch_rmsnorm(const float *dx, const float *dw, float *dy, int64
     return 0;
 }
 
+/* [NORM-2] device x: [n_rows, dim] in place */
 extern "C" int launch_rmsnorm_head(float *dx, int64_t n_rows, int dim, float eps, dsv4_numerics num)
 {
     if (n_rows <= 0) return 0;

@@ -11,6 +11,8 @@
 #include "cuda_common.cuh"
 #include "kernels.h"
 
+/* [ROPE-5] x: rows of `stride`, rope part at `off`; cs: [n_rows, r/2, 2]; thread i = pair i
+ * (interleaved: (2i, 2i+1); half-split: (i, i + r/2)); inverse = de-rotation (pitfall 8) */
 __global__ void rope_rows_kernel(float *x, int64_t stride, int64_t off, int rope_dim,
                                  const float *cs, int interleaved, int inverse, int official)
 {
@@ -43,6 +45,7 @@ extern "C" void rope_table(const rope_freqs *f, const int64_t *pos, int64_t n_ro
             rope_cos_sin(f, pos[r], i, &cs[(r * half + i) * 2], &cs[(r * half + i) * 2 + 1]);
 }
 
+/* [ROPE-5] device form of cuda_rope_rows; dcs from rope_table() */
 extern "C" int launch_rope_rows(float *dx, int64_t n_rows, int64_t stride, int64_t off,
                                 int rope_dim, const float *dcs, rope_layout layout, int inverse,
                                 dsv4_numerics num)

@@ -146,6 +146,7 @@ sparse_f32_kernel(const float *q, int64_t H, int D, const float *kv, int64_t kv_
     }
 }
 
+/* [SPA-1..SPA-4] device form (CUDA cores, both modes); D % 32 == 0, D <= 512 */
 extern "C" int launch_sparse_attention_f32(const float *dq, int64_t T, int64_t H, int64_t D,
                                            const float *dkv, int64_t kv_stride, int64_t q_per_kv,
                                            const int32_t *didx, int64_t n_idx, const float *dsink,
@@ -187,6 +188,9 @@ struct wmma_smem {
     int32_t row[SPA_BLOCK];
 };
 
+/* [SPA-1..SPA-4] official, bf16 q: [T, H, D] and kv; block (t, g, s): heads 16g..16g+15 of
+ * query t over list entries [s*keys_per_split, ...); part == NULL: writes out, else the
+ * chunk's (M, den, acc) to part: [T, H, splits, D + 2]. */
 template <int D>
 __global__ void __launch_bounds__(128, 2)
 sparse_wmma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, int64_t kv_stride,
@@ -361,6 +365,7 @@ static int launch_wmma(const void *dq, int64_t T, int64_t H, const void *dkv, in
     return 0;
 }
 
+/* [SPA-1..SPA-4] device form on the tensor cores (official); H % 16 == 0, D in {64, 128, 512} */
 extern "C" int launch_sparse_attention_bf16(const void *dq, int64_t T, int64_t H, int64_t D,
                                             const void *dkv, int64_t kv_stride, int64_t q_per_kv,
                                             const int32_t *didx, int64_t n_idx, const float *dsink,
