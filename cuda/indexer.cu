@@ -11,11 +11,14 @@
  *   bf16 rounding).
  * scores_wmma_kernel<H, D> (official, bf16 q and keys: both are bf16 values after the FP4
  *   simulation, so the conversion is exact): grid (ceil(n/512), T), block 128; q^T is held
- *   in registers as tensor-core fragments; each warp takes 8 tiles of 16 keys, loads a
- *   tile's [16 x D] keys straight from global memory (row-major, ld = D) as fragments,
- *   computes the [16 x H] dot products on the tensor cores (wmma m16n16k16, bf16 x bf16 ->
- *   fp32), stages them in shared memory, and lanes 0..15 run the epilogue of one key each
- *   in ascending h. The key buffer must be readable up to a multiple of 16 rows.
+ *   in registers as tensor-core fragments; each warp takes 8 tiles of 16 keys (tiles
+ *   warp, warp + 4, ...), loads a tile's [16 x D] keys straight from global memory
+ *   (row-major, ld = D) as fragments, computes the [16 x H] dot products on the tensor
+ *   cores (wmma m16n16k16, bf16 x bf16 -> fp32) and stages them in shared memory; the next
+ *   tile's keys are requested before the epilogue (register prefetch, their latency hides
+ *   behind it); epilogue: all 32 lanes form the per-head terms (16 keys x 2 halves of the
+ *   heads), then lanes 0..15 sum one key's terms each in ascending h (the reference's
+ *   order). The key buffer must be readable up to a multiple of 16 rows.
  * topk_kernel: grid T, block 1024. Radix select on the order-preserving 32-bit image of the
  *   fp32 score (4 passes of 8 bits, shared 256-bin histogram, warp-aggregated atomics) finds the k-th largest value v;
  *   then every score > v is taken, and the first (k - #greater) scores == v in index order
@@ -79,23 +82,29 @@ scores_wmma_kernel(const __nv_bfloat16 *q, const float *w, const __nv_bfloat16 *
                    int64_t key_stride, int64_t n, float *score)
 {
     __shared__ float s[4][16 * (H + 4)];   /* per warp: [16 keys][H heads], rows padded */
+    __shared__ float ws[H];                /* the query's head weights */
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int64_t t = blockIdx.y;
     const __nv_bfloat16 *qt = q + t * (int64_t)H * D;
-    const float *wt = w + t * H;
+    for (int h = threadIdx.x; h < H; h += 128) ws[h] = w[t * H + h];
+    __syncthreads();
     /* q^T as tensor-core B fragments (column = head), loaded once per block into registers */
     wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> qb[H / 16][D / 16];
 #pragma unroll
     for (int nt = 0; nt < H / 16; nt++)
 #pragma unroll
         for (int k = 0; k < D / 16; k++) wmma::load_matrix_sync(qb[nt][k], qt + nt * 16 * D + k * 16, D);
-    for (int tile = 0; tile < IDX_TPW; tile++) {
-        int64_t j0 = (int64_t)blockIdx.x * (64 * IDX_TPW) + (tile * 4 + warp) * 16;
-        if (j0 >= n) break;
-        const __nv_bfloat16 *kb = keys + t * key_stride + j0 * D;
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ka[D / 16];
+    /* the warp's key tiles: 16 keys each, tiles warp, warp + 4, ... of the block's 32 */
+    int64_t jb = (int64_t)blockIdx.x * (64 * IDX_TPW) + warp * 16;
+    const __nv_bfloat16 *kt = keys + t * key_stride;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ka[D / 16];
+    if (jb < n) {
 #pragma unroll
-        for (int k = 0; k < D / 16; k++) wmma::load_matrix_sync(ka[k], kb + k * 16, D);   /* keys [16][D] */
+        for (int k = 0; k < D / 16; k++) wmma::load_matrix_sync(ka[k], kt + jb * D + k * 16, D);   /* keys [16][D] */
+    }
+    for (int tile = 0; tile < IDX_TPW; tile++) {
+        int64_t j0 = jb + tile * 64;
+        if (j0 >= n) break;
 #pragma unroll
         for (int nt = 0; nt < H / 16; nt++) {
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
@@ -104,15 +113,27 @@ scores_wmma_kernel(const __nv_bfloat16 *q, const float *w, const __nv_bfloat16 *
             for (int k = 0; k < D / 16; k++) wmma::mma_sync(acc, ka[k], qb[nt][k], acc);
             wmma::store_matrix_sync(&s[warp][nt * 16], acc, H + 4, wmma::mem_row_major);
         }
+        /* the next tile's keys are requested now: their latency hides behind the epilogue */
+        if (tile + 1 < IDX_TPW && j0 + 64 < n) {
+#pragma unroll
+            for (int k = 0; k < D / 16; k++) wmma::load_matrix_sync(ka[k], kt + (j0 + 64) * D + k * 16, D);
+        }
         __syncwarp();
-        if (lane < 16 && j0 + lane < n) {
-            float totf = 0.0f;
-            for (int h = 0; h < H; h++) {
-                float dh = d_round_bf16(s[warp][lane * (H + 4) + h]);
+        /* epilogue: lane = (half, key): the terms bf16(relu(bf16(s)) w_h) of half the heads
+         * each, in place; then lanes 0..15 sum all H terms of their key in ascending h (fp32) */
+        {
+            float *sk = &s[warp][(lane & 15) * (H + 4)];
+            for (int h = (lane >> 4) * (H / 2); h < ((lane >> 4) + 1) * (H / 2); h++) {
+                float dh = d_round_bf16(sk[h]);
                 if (dh < 0.0f) dh = 0.0f;
-                totf += d_round_bf16(dh * wt[h]);
+                sk[h] = d_round_bf16(dh * ws[h]);
             }
-            score[t * n + j0 + lane] = d_round_bf16(totf);
+            __syncwarp();
+            if (lane < 16 && j0 + lane < n) {
+                float totf = 0.0f;
+                for (int h = 0; h < H; h++) totf += sk[h];
+                score[t * n + j0 + lane] = d_round_bf16(totf);
+            }
         }
         __syncwarp();
     }
