@@ -18,8 +18,9 @@
  *   by 16), the block's logits and bf16 probabilities, (M, den, a) per head.
  *   Pipeline: the gather of key block b+1 (cp.async, 16-byte pieces, all in flight) is issued
  *   before the arithmetic of block b, so the random-row reads overlap the tensor cores.
- *   Per block: S = Q K^T [32 x 64] — warp w: head tile w/4 x key tile w%4, k over D;
- *   softmax of 4 heads per warp (lanes over the 64 keys); acc = acc a + P V — warp w owns
+ *   Per block: S = Q K^T [32 x 64] — warp w: head tile w/4 x key tile w%4, k over D in
+ *   four interleaved partial sums; softmax of 4 heads per warp (lanes over the 64 keys,
+ *   the 4 heads' reductions interleaved); acc = acc a + P V — warp w owns
  *   head tile w/4 and output tiles (w%4) + 4j, j < D/64, as tensor-core accumulator
  *   fragments held in REGISTERS for the whole key list (D/64 x 8 floats per thread). The
  *   per-head factor a reaches a fragment element through a row map: a fragment loaded from
@@ -114,42 +115,66 @@ sparse_pipe_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, i
             __pipeline_wait_prior(0);
         }
         __syncthreads();
-        /* S[head tile ht][key tile wq] = Q K^T */
+        /* S[head tile ht][key tile wq] = Q K^T; four partial sums over k (k mod 4), four
+         * chains of tensor-core operations in flight, added at the end (order only) */
         {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> c;
-            wmma::fill_fragment(c, 0.0f);
-#pragma unroll 8
-            for (int k = 0; k < D / 16; k++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> qa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> kb;
-                wmma::load_matrix_sync(qa, &sm.q[ht * 16][k * 16], D + PIPE_PAD);
-                wmma::load_matrix_sync(kb, &sm.kt[buf][wq * 16][k * 16], D + PIPE_PAD);
-                wmma::mma_sync(c, qa, kb, c);
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> c[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) wmma::fill_fragment(c[u], 0.0f);
+#pragma unroll 2
+            for (int k = 0; k < D / 16; k += 4) {
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> qa;
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> kb;
+                    wmma::load_matrix_sync(qa, &sm.q[ht * 16][(k + u) * 16], D + PIPE_PAD);
+                    wmma::load_matrix_sync(kb, &sm.kt[buf][wq * 16][(k + u) * 16], D + PIPE_PAD);
+                    wmma::mma_sync(c[u], qa, kb, c[u]);
+                }
             }
-            wmma::store_matrix_sync(&sm.s[ht * 16][wq * 16], c, PIPE_KEYS, wmma::mem_row_major);
+#pragma unroll
+            for (int e = 0; e < c[0].num_elements; e++) c[0].x[e] = (c[0].x[e] + c[1].x[e]) + (c[2].x[e] + c[3].x[e]);
+            wmma::store_matrix_sync(&sm.s[ht * 16][wq * 16], c[0], PIPE_KEYS, wmma::mem_row_major);
         }
         __syncthreads();
-        /* softmax update: warp w owns heads 4w..4w+3, lanes own keys lane, lane + 32 */
+        /* softmax update: warp w owns heads 4w..4w+3, lanes own keys lane, lane + 32; the
+         * four heads' reductions interleaved (four independent shuffle chains) */
         {
             bool v0 = b0 + lane < k_end && it[b0 + lane] >= 0;
             bool v1 = b0 + lane + 32 < k_end && it[b0 + lane + 32] >= 0;
+            float l0[4], l1[4], M[4], bmax[4], p0[4], p1[4], bsum[4];
+#pragma unroll
             for (int hh = 0; hh < 4; hh++) {
                 int h = warp * 4 + hh;
-                float l0 = v0 ? sm.s[h][lane] * scale : -INFINITY;
-                float l1 = v1 ? sm.s[h][lane + 32] * scale : -INFINITY;
-                float M = sm.M[h], den = sm.den[h];
-                float bmax = warp_max(fmaxf(M, fmaxf(l0, l1)));
-                float a = (M == -INFINITY) ? 1.0f : expf(M - bmax);
-                float p0 = (bmax == -INFINITY) ? 0.0f : expf(l0 - bmax);
-                float p1 = (bmax == -INFINITY) ? 0.0f : expf(l1 - bmax);
-                float bsum = warp_sum(p0 + p1);
-                sm.p[h][lane] = __float2bfloat16_rn(p0);
-                sm.p[h][lane + 32] = __float2bfloat16_rn(p1);
-                __syncwarp();
+                l0[hh] = v0 ? sm.s[h][lane] * scale : -INFINITY;
+                l1[hh] = v1 ? sm.s[h][lane + 32] * scale : -INFINITY;
+                M[hh] = sm.M[h];
+                bmax[hh] = fmaxf(M[hh], fmaxf(l0[hh], l1[hh]));
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+                for (int hh = 0; hh < 4; hh++) bmax[hh] = fmaxf(bmax[hh], __shfl_xor_sync(0xffffffffu, bmax[hh], o));
+#pragma unroll
+            for (int hh = 0; hh < 4; hh++) {
+                p0[hh] = (bmax[hh] == -INFINITY) ? 0.0f : expf(l0[hh] - bmax[hh]);
+                p1[hh] = (bmax[hh] == -INFINITY) ? 0.0f : expf(l1[hh] - bmax[hh]);
+                bsum[hh] = p0[hh] + p1[hh];
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+                for (int hh = 0; hh < 4; hh++) bsum[hh] += __shfl_xor_sync(0xffffffffu, bsum[hh], o);
+#pragma unroll
+            for (int hh = 0; hh < 4; hh++) {
+                int h = warp * 4 + hh;
+                sm.p[h][lane] = __float2bfloat16_rn(p0[hh]);
+                sm.p[h][lane + 32] = __float2bfloat16_rn(p1[hh]);
                 if (lane == 0) {
-                    sm.den[h] = den * a + bsum;
+                    float a = (M[hh] == -INFINITY) ? 1.0f : expf(M[hh] - bmax[hh]);
+                    sm.den[h] = sm.den[h] * a + bsum[hh];
                     sm.a[h] = a;
-                    sm.M[h] = bmax;
+                    sm.M[h] = bmax[hh];
                 }
             }
         }
