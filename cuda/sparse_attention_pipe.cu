@@ -165,6 +165,7 @@ sparse_pipe_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, i
             for (int o = 16; o > 0; o >>= 1)
 #pragma unroll
                 for (int hh = 0; hh < 4; hh++) bsum[hh] += __shfl_xor_sync(0xffffffffu, bsum[hh], o);
+            __syncwarp();   /* every lane has read sm.M before lane 0 replaces it */
 #pragma unroll
             for (int hh = 0; hh < 4; hh++) {
                 int h = warp * 4 + hh;
