@@ -5,6 +5,7 @@
 #ifndef DSV4_KERNELS_OMP_H
 #define DSV4_KERNELS_OMP_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "dsv4ref.h"
 #include "indexer.h"
@@ -25,6 +26,10 @@ int sparse_attention_omp(const float *q, int64_t H, int64_t D, const float *kv, 
 /* omp/indexer.c — [IDX-4], as ref/indexer.c: indexer_scores */
 void indexer_scores_omp(const v4_indexer *I, const float *q, const float *w, const float *keys,
                         int64_t n, float *score);
+
+/* omp/copy.c — [BK-5] dst = src (n bytes), one slice per thread: the copy bandwidth the
+ * benchmark measures the kernels against. */
+void copy_omp(void *dst, const void *src, size_t n);
 
 /* Below this many multiply-adds a kernel runs on the calling thread (no fork/join cost).
  * A scheduling choice only: it never changes a result. */

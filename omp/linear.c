@@ -19,8 +19,9 @@
 
 #define LIN_BLOCK 128      /* FP8 weight block and activation block (ref/linear.c) */
 #define LIN_FP4_GROUP 32   /* FP4 weight scale group (ref/linear.c) */
-#define RB 8               /* weight rows per tile: divides 128, so a tile is in one FP8 row block */
+#define RB 16              /* weight rows per tile: divides 128, so a tile is in one FP8 row block */
 #define MB 16              /* input rows per task */
+#define KC 128             /* K chunk dequantized at once: [KC][RB] doubles = 16 KiB (L1) */
 
 static const char *wname(const dsv4_weight *w)
 {
@@ -47,11 +48,16 @@ static float ld_f32(const void *p, int64_t i)
     return v;
 }
 
+/* bf16 bits -> float: the bits in the upper half (ref/numerics.c: bf16_to_float). */
 static float ld_bf16(const void *p, int64_t i)
 {
     uint16_t b;
+    uint32_t u;
+    float v;
     memcpy(&b, (const unsigned char *)p + i * 2, 2);
-    return bf16_to_float(b);
+    u = (uint32_t)b << 16;
+    memcpy(&v, &u, 4);
+    return v;
 }
 
 static uint8_t ld_u8(const void *p, int64_t i)
@@ -67,57 +73,67 @@ static float fp8_scale(const dsv4_weight *w, int64_t rb, int64_t cb)
     return w->scale_dtype == DSV4_F32 ? ld_f32(w->scale, i) : e8m0_to_float(ld_u8(w->scale, i));
 }
 
-static uint8_t fp4_code(const dsv4_weight *w, int64_t r, int64_t c)
-{
-    uint8_t byte = ld_u8(w->data, (r * w->cols + c) / 2);
-    return (c % 2 == 0) ? (uint8_t)(byte & 0xF) : (uint8_t)(byte >> 4);
-}
-
+/* FP4 group scale of W[r][c] (ref/linear.c: fp4_weight_scale). */
 static float fp4_scale(const dsv4_weight *w, int64_t r, int64_t c)
 {
     return e8m0_to_float(ld_u8(w->scale, r * (w->cols / LIN_FP4_GROUP) + c / LIN_FP4_GROUP));
 }
 
-/* [LIN-1] Tile of rows r0 .. r0+RB-1 (rows >= R are zero): t: [K][RB].
- * scaled = 1: the dequantized value weight_at(w, r, k) (fp32 product code * scale);
- * scaled = 0: the raw e4m3 / e2m1 value (the FP8 / FP4 GEMMs apply the scales per block). */
-static void load_tile(const dsv4_weight *w, const luts *L, int64_t r0, int scaled, float *t)
+/* [LIN-1] Chunk k0 .. k0+KC-1 of the tile of rows r0 .. r0+RB-1 (rows >= R are zero), as
+ * doubles: t: [KC][RB] (k-major). K is a multiple of KC here or the chunk is the tail
+ * (k1 = K). scaled = 1: the dequantized value weight_at(w, r, k) (the fp32 product
+ * code * scale, then widened); scaled = 0: the raw e4m3 / e2m1 value (the FP8 / FP4 GEMMs
+ * apply the scales per block). */
+static void load_chunk(const dsv4_weight *w, const luts *L, int64_t r0, int64_t k0, int64_t k1,
+                       int scaled, double *t)
 {
     int64_t K = w->cols, R = w->rows;
     for (int j = 0; j < RB; j++) {
         int64_t r = r0 + j;
+        double *tj = t + j;
         if (r >= R) {
-            for (int64_t k = 0; k < K; k++) t[k * RB + j] = 0.0f;
+            for (int64_t k = k0; k < k1; k++) tj[(k - k0) * RB] = 0.0;
             continue;
         }
         if (w->fp4) {
-            for (int64_t k = 0; k < K; k++) {
-                float v = L->e2m1[fp4_code(w, r, k)];
-                t[k * RB + j] = scaled ? v * fp4_scale(w, r, k) : v;
+            const unsigned char *row = (const unsigned char *)w->data + (r * K) / 2;
+            for (int64_t k = k0; k < k1; k += 2) {      /* k0, K even: whole bytes */
+                uint8_t byte = row[k / 2];
+                float lo = L->e2m1[byte & 0xF], hi = L->e2m1[byte >> 4];
+                if (scaled) {
+                    float sc = fp4_scale(w, r, k);     /* k, k+1 share a 32-group */
+                    lo = lo * sc;
+                    hi = hi * sc;
+                }
+                tj[(k - k0) * RB] = (double)lo;
+                tj[(k + 1 - k0) * RB] = (double)hi;
             }
         } else if (w->dtype == DSV4_F8_E4M3) {
-            for (int64_t k = 0; k < K; k++) {
-                float v = L->e4m3[ld_u8(w->data, r * K + k)];
-                t[k * RB + j] = scaled ? v * fp8_scale(w, r / LIN_BLOCK, k / LIN_BLOCK) : v;
+            const unsigned char *row = (const unsigned char *)w->data + r * K;
+            for (int64_t k = k0; k < k1; k++) {
+                float v = L->e4m3[row[k]];
+                if (scaled) v = v * fp8_scale(w, r / LIN_BLOCK, k / LIN_BLOCK);
+                tj[(k - k0) * RB] = (double)v;
             }
         } else if (w->dtype == DSV4_BF16) {
-            for (int64_t k = 0; k < K; k++) t[k * RB + j] = ld_bf16(w->data, r * K + k);
+            for (int64_t k = k0; k < k1; k++) tj[(k - k0) * RB] = (double)ld_bf16(w->data, r * K + k);
         } else {
-            for (int64_t k = 0; k < K; k++) t[k * RB + j] = ld_f32(w->data, r * K + k);
+            for (int64_t k = k0; k < k1; k++) tj[(k - k0) * RB] = (double)ld_f32(w->data, r * K + k);
         }
     }
 }
 
-/* RB sums s[j] += x[k] * t[k][j] over k = k0 .. k1-1 in ascending k: each s[j] is exactly the
- * reference's sequential double sum; the RB sums are independent (vectorized across j). */
-static void dot_tile(const float *x, const float *t, int64_t k0, int64_t k1, double *s)
+/* RB sums s[j] += x[k] * t[k][j] over k = k0 .. k1-1 (chunk-relative t) in ascending k: each
+ * s[j] is exactly the reference's sequential double sum; the RB sums are independent
+ * (vectorized across j, RB chains in flight). */
+static void dot_tile(const float *x, const double *t, int64_t k0, int64_t k1, double *s)
 {
     double a[RB];
     for (int j = 0; j < RB; j++) a[j] = s[j];
     for (int64_t k = k0; k < k1; k++) {
         double xk = (double)x[k];
-        const float *tk = t + k * RB;
-        for (int j = 0; j < RB; j++) a[j] += xk * (double)tk[j];
+        const double *tk = t + (k - k0) * RB;
+        for (int j = 0; j < RB; j++) a[j] += xk * tk[j];
     }
     for (int j = 0; j < RB; j++) s[j] = a[j];
 }
@@ -126,54 +142,66 @@ static void dot_tile(const float *x, const float *t, int64_t k0, int64_t k1, dou
 
 enum { G_DEQUANT = 0, G_FP8 = 1, G_FP4 = 2 };
 
-/* One task: tile `tile` (rows r0 ..) against input rows m0 .. m1-1.
- * G_DEQUANT [LIN-2]: y = f32(double sum) (bf16_out: then bf16).
+/* Per-task state of MB input rows x RB outputs, carried from one K chunk to the next. */
+typedef struct {
+    double s[MB][RB];      /* G_DEQUANT: the running double sums */
+    float acc[MB][RB];     /* G_FP8 / G_FP4: the fp32 block accumulators */
+} task_acc;
+
+/* One task: the tile of rows r0 .. r0+RB-1 against input rows m0 .. m1-1 (m1 - m0 <= MB),
+ * K walked in chunks of KC (a multiple of 128: FP8 blocks and FP4 groups never straddle a
+ * chunk), each chunk dequantized once into t and used by every input row.
+ * G_DEQUANT [LIN-2]: y = f32(double sum over all K) (bf16_out: then bf16).
  * G_FP8 [LIN-3]: per 128-block b = f32(double block sum); sc = f32(sx * sw); acc = acc + b*sc.
- * G_FP4 [LIN-4]: per 32-chunk b = f32(double chunk sum); t = b * sx; acc = acc + t * sw. */
-static void gemm_task(const dsv4_weight *w, int kind, int bf16_out, const float *x,
-                      const float *sx, const float *t, const float *swt, int64_t r0,
+ * G_FP4 [LIN-4]: per 32-group b = f32(double group sum); t = b * sx; acc = acc + t * sw. */
+static void gemm_task(const dsv4_weight *w, const luts *L, int kind, int bf16_out,
+                      const float *x, const float *sx, double *t, task_acc *T, int64_t r0,
                       int64_t m0, int64_t m1, float *y)
 {
-    int64_t K = w->cols, R = w->rows, nkb = K / LIN_BLOCK, nch = K / LIN_FP4_GROUP;
+    int64_t K = w->cols, R = w->rows, nkb = K / LIN_BLOCK;
     int nr = R - r0 < RB ? (int)(R - r0) : RB;
-    for (int64_t m = m0; m < m1; m++) {
-        const float *xm = x + m * K;
-        double s[RB];
-        float acc[RB];
-        for (int j = 0; j < RB; j++) acc[j] = 0.0f;
-        if (kind == G_DEQUANT) {
-            for (int j = 0; j < RB; j++) s[j] = 0.0;
-            dot_tile(xm, t, 0, K, s);
-            for (int j = 0; j < nr; j++) {
-                float v = (float)s[j];
-                y[m * R + r0 + j] = bf16_out ? round_bf16(v) : v;
-            }
-            continue;
+    for (int64_t m = m0; m < m1; m++)
+        for (int j = 0; j < RB; j++) {
+            T->s[m - m0][j] = 0.0;
+            T->acc[m - m0][j] = 0.0f;
         }
-        if (kind == G_FP8) {
-            for (int64_t kb = 0; kb < nkb; kb++) {
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        int64_t k1 = k0 + KC < K ? k0 + KC : K;
+        load_chunk(w, L, r0, k0, k1, kind == G_DEQUANT, t);
+        for (int64_t m = m0; m < m1; m++) {
+            const float *xm = x + m * K;
+            if (kind == G_DEQUANT) {
+                dot_tile(xm, t, k0, k1, T->s[m - m0]);
+                continue;
+            }
+            float *acc = T->acc[m - m0];
+            int64_t g = kind == G_FP8 ? LIN_BLOCK : LIN_FP4_GROUP;
+            for (int64_t b0 = k0; b0 < k1; b0 += g) {
+                double s[RB];
                 for (int j = 0; j < RB; j++) s[j] = 0.0;
-                dot_tile(xm, t, kb * LIN_BLOCK, (kb + 1) * LIN_BLOCK, s);
-                float sc = sx[m * nkb + kb] * swt[kb];
-                for (int j = 0; j < RB; j++) {
-                    float b = (float)s[j];
-                    acc[j] = acc[j] + b * sc;
+                dot_tile(xm, t + (b0 - k0) * RB, b0, b0 + g, s);
+                if (kind == G_FP8) {
+                    float sc = sx[m * nkb + b0 / LIN_BLOCK] * fp8_scale(w, r0 / LIN_BLOCK, b0 / LIN_BLOCK);
+                    for (int j = 0; j < RB; j++) {
+                        float b = (float)s[j];
+                        acc[j] = acc[j] + b * sc;
+                    }
+                } else {
+                    float xs = sx[m * nkb + b0 / LIN_BLOCK];
+                    for (int j = 0; j < nr; j++) {
+                        float b = (float)s[j];
+                        float tt = b * xs;
+                        acc[j] = acc[j] + tt * fp4_scale(w, r0 + j, b0);
+                    }
                 }
             }
-        } else {
-            for (int64_t c = 0; c < nch; c++) {
-                for (int j = 0; j < RB; j++) s[j] = 0.0;
-                dot_tile(xm, t, c * LIN_FP4_GROUP, (c + 1) * LIN_FP4_GROUP, s);
-                float xs = sx[m * nkb + (c * LIN_FP4_GROUP) / LIN_BLOCK];
-                for (int j = 0; j < RB; j++) {
-                    float b = (float)s[j];
-                    float tt = b * xs;
-                    acc[j] = acc[j] + tt * swt[c * RB + j];
-                }
-            }
         }
-        for (int j = 0; j < nr; j++) y[m * R + r0 + j] = round_bf16(acc[j]);
     }
+    for (int64_t m = m0; m < m1; m++)
+        for (int j = 0; j < nr; j++) {
+            float v = kind == G_DEQUANT ? (float)T->s[m - m0][j] : T->acc[m - m0][j];
+            y[m * R + r0 + j] = (kind != G_DEQUANT || bf16_out) ? round_bf16(v) : v;
+        }
 }
 
 /* [LIN-3] act_quant of x: [n, K] -> xq [n, K] (e4m3 values), sx [n, K/128]; the checks and
@@ -209,7 +237,7 @@ int linear_omp(const dsv4_weight *w, const float *x, float *y, int64_t n, int ou
 {
     if (weight_check(w)) return -1;
     if (n < 0) return dsv4_set_error("%s: negative row count %lld", wname(w), (long long)n);
-    int64_t K = w->cols, R = w->rows, nkb = K / LIN_BLOCK, nch = K / LIN_FP4_GROUP;
+    int64_t K = w->cols, R = w->rows, nkb = K / LIN_BLOCK;
     int kind = G_DEQUANT, bf16_out = 0;
     if (num == DSV4_OFFICIAL && !out_f32) {
         if (w->fp4) kind = G_FP4;
@@ -234,30 +262,18 @@ int linear_omp(const dsv4_weight *w, const float *x, float *y, int64_t n, int ou
     int fail = 0;
 #pragma omp parallel if (n * R * K > OMP_MIN_WORK) reduction(| : fail)
     {
-        float *t = malloc(sizeof(float) * (size_t)(K * RB));
-        float *swt = malloc(sizeof(float) * (size_t)((nch > nkb ? nch : nkb) * RB + 1));
-        int64_t have = -1;
-        if (!t || !swt) fail = 1;
+        double *t = malloc(sizeof(double) * (size_t)(KC * RB));
+        task_acc *T = malloc(sizeof *T);
+        if (!t || !T) fail = 1;
 #pragma omp for collapse(2) schedule(static)
         for (int64_t tile = 0; tile < ntile; tile++)
             for (int64_t mb = 0; mb < nmb; mb++) {
-                if (!t || !swt) continue;
-                int64_t r0 = tile * RB;
-                if (have != tile) {
-                    load_tile(w, &L, r0, kind == G_DEQUANT, t);
-                    if (kind == G_FP8)
-                        for (int64_t kb = 0; kb < nkb; kb++) swt[kb] = fp8_scale(w, r0 / LIN_BLOCK, kb);
-                    if (kind == G_FP4)
-                        for (int64_t c = 0; c < nch; c++)
-                            for (int j = 0; j < RB; j++)
-                                swt[c * RB + j] = r0 + j < R ? fp4_scale(w, r0 + j, c * LIN_FP4_GROUP) : 0.0f;
-                    have = tile;
-                }
+                if (!t || !T) continue;
                 int64_t m1 = (mb + 1) * MB < n ? (mb + 1) * MB : n;
-                gemm_task(w, kind, bf16_out, x, sx, t, swt, r0, mb * MB, m1, y);
+                gemm_task(w, &L, kind, bf16_out, x, sx, t, T, tile * RB, mb * MB, m1, y);
             }
         free(t);
-        free(swt);
+        free(T);
     }
     free(xq);
     free(sx);
