@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "compressor.h"
+#include "counters.h"
 #include "hadamard.h"
 #include "linear.h"
 #include "norm.h"
@@ -86,6 +87,8 @@ static void pool_entry(const v4_compressor *C, const float *const *kv, const flo
                        const int *off, int n, float *out)
 {
     int c = C->head_dim;
+    for (int i = 0; i < n; i++)                                      /* [COST-7]: rows with a score */
+        if (sc[i][off[i]] != -INFINITY) dsv4_count(DSV4_COMP_COMPRESSOR, c);
     for (int e = 0; e < c; e++) {
         if (C->num == DSV4_OFFICIAL) {
             float mx = -INFINITY, sum = 0.0f, acc = 0.0f;
@@ -131,6 +134,8 @@ static int project(const v4_compressor *C, const float *x, int64_t n, float *u, 
 {
     if (linear(&C->wkv, x, u, n, 1, C->num)) return -1;
     if (linear(&C->wgate, x, g, n, 1, C->num)) return -1;
+    dsv4_count_linear(DSV4_COMP_COMPRESSOR, &C->wkv, n);             /* [COST-7] */
+    dsv4_count_linear(DSV4_COMP_COMPRESSOR, &C->wgate, n);
     return 0;
 }
 

@@ -34,6 +34,13 @@ void dsv4_count(dsv4_component c, int64_t madds)
     g_count[c] += madds;
 }
 
+/* [COST-20] c: component; w: [rows, cols] weight; n: input rows. One madd per (row, out, in). */
+void dsv4_count_linear(dsv4_component c, const dsv4_weight *w, int64_t n)
+{
+    if (!g_count_on) return;
+    dsv4_count(c, n * w->rows * w->cols);
+}
+
 /* [COST-20] c: component. Returns its count (0 if out of range). */
 int64_t dsv4_count_get(dsv4_component c)
 {

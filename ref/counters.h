@@ -16,6 +16,7 @@
 #define DSV4_COUNTERS_H
 
 #include <stdint.h>
+#include "dsv4ref.h"
 
 typedef enum {
     DSV4_COMP_Q_PROJ = 0,   /* [COST-2..5] query path: wq / wq_a, wq_b; MLA q-absorption W^UK      */
@@ -43,6 +44,8 @@ void dsv4_count_enable(int on);
 int dsv4_count_enabled(void);
 /* [COST-20] Adds madds to component c when counting is on; no-op when off or c out of range. */
 void dsv4_count(dsv4_component c, int64_t madds);
+/* [COST-20] A GEMM y = x Wᵀ over n rows: adds n · w->rows · w->cols to c. */
+void dsv4_count_linear(dsv4_component c, const dsv4_weight *w, int64_t n);
 /* [COST-20] The count so far (0 for c out of range). */
 int64_t dsv4_count_get(dsv4_component c);
 /* [COST-20] Sum over all components. */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dsa_indexer.h"
+#include "counters.h"
 #include "hadamard.h"
 #include "linear.h"
 #include "norm.h"
@@ -176,6 +177,8 @@ int dsa_indexer_forward(dsa_indexer *I, const float *x, const float *qr, int64_t
     /* [DSA-1] queries from the query latent; [DSA-2] keys from x through wk + LayerNorm */
     if (linear(&I->wq_b, qr, q, B * S, 0, I->num)) goto done;
     if (linear(&I->wk, x, kraw, B * S, 0, I->num)) goto done;
+    dsv4_count_linear(DSV4_COMP_INDEX_PROJ, &I->wq_b, B * S);          /* [COST-4] */
+    dsv4_count_linear(DSV4_COMP_INDEX_PROJ, &I->wk, B * S);
     if (I->rmsnorm_k)
         rmsnorm(kraw, I->k_norm_w, kk, B * S, (int)D, I->eps, I->num);
     else
@@ -205,6 +208,7 @@ int dsa_indexer_forward(dsa_indexer *I, const float *x, const float *qr, int64_t
 
     /* [DSA-6] head weights: fp32 GEMM on f32(x) (official), then the scale chain */
     if (linear(&I->weights_proj, x, wts, B * S, 1, I->num)) goto done;
+    dsv4_count_linear(DSV4_COMP_INDEX_PROJ, &I->weights_proj, B * S);  /* [COST-4] */
     {
         const float hs = (float)(1.0 / sqrt((double)H)), ds = (float)(1.0 / sqrt((double)D));
         const double hd = 1.0 / sqrt((double)H * (double)D);
@@ -223,6 +227,7 @@ int dsa_indexer_forward(dsa_indexer *I, const float *x, const float *qr, int64_t
     for (int64_t b = 0; b < B; b++)
         for (int64_t s = 0; s < S; s++) {
             const int64_t t = start_pos + s, bs = b * S + s, nvis = t + 1;
+            dsv4_count(DSV4_COMP_INDEX_SCORE, nvis * H * (D + 1));   /* [COST-4]: dots + head weights */
             for (int64_t j = 0; j < nvis; j++) {
                 const float *kj = I->k_cache + (b * I->max_seq_len + j) * D;
                 double acc = 0.0;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "indexer.h"
+#include "counters.h"
 #include "hadamard.h"
 #include "linear.h"
 #include "numerics.h"
@@ -78,6 +79,7 @@ void indexer_scores(const v4_indexer *I, const float *q, const float *w, const f
                     int64_t n, float *score)
 {
     int H = I->n_heads, D = I->head_dim;
+    dsv4_count(DSV4_COMP_INDEX_SCORE, n * H * (D + 1));           /* [COST-8]: dots + head weights */
     for (int64_t j = 0; j < n; j++) {
         const float *k = keys + j * D;
         double tot = 0.0;
@@ -128,6 +130,7 @@ int indexer_forward(v4_indexer *I, const float *x, const float *qr, int64_t B, i
 
     /* [IDX-1] queries */
     if (linear(&I->wq_b, qr, q, N, 0, I->num)) goto done;
+    dsv4_count_linear(DSV4_COMP_INDEX_PROJ, &I->wq_b, N);             /* [COST-8] */
     for (int64_t i = 0; i < N; i++)
         for (int h = 0; h < H; h++)
             if (r > 0) rope_apply(I->rope, q + (i * H + h) * D + (D - r), start_pos + i % S,
@@ -158,6 +161,7 @@ int indexer_forward(v4_indexer *I, const float *x, const float *qr, int64_t B, i
 
     /* [IDX-3] head weights */
     if (linear(&I->weights_proj, x, w, N, 0, I->num)) goto done;
+    dsv4_count_linear(DSV4_COMP_INDEX_PROJ, &I->weights_proj, N);     /* [COST-8] */
     if (I->num == DSV4_OFFICIAL) {
         float c = (float)(pow((double)D, -0.5) * pow((double)H, -0.5));
         for (int64_t i = 0; i < N * H; i++) w[i] = round_bf16(w[i] * c);

@@ -57,6 +57,7 @@ static const char *jp_what(const json_parser *p, size_t at, char buf[16])
 
 /* ---- values ---- */
 
+/* A new value of type t (an error on OOM). */
 static json_value *jv_new(json_parser *p, json_type t)
 {
     json_value *v = calloc(1, sizeof *v);
@@ -79,6 +80,7 @@ void json_free(json_value *v)
     free(v);
 }
 
+/* The four JSON whitespace bytes: space, tab, LF, CR. */
 static void jp_skip_ws(json_parser *p)
 {
     while (p->pos < p->len) {
@@ -133,6 +135,7 @@ static size_t utf8_valid_len(const unsigned char *s, size_t avail)
     return n;
 }
 
+/* Four hex digits -> value; -1 on a non-hex digit. */
 static int hex4(const unsigned char *s, unsigned long *out)
 {
     unsigned long v = 0;
@@ -318,6 +321,7 @@ static int jp_push(json_parser *p, json_value *c, json_value *v, char *key, size
     return 0;
 }
 
+/* qsort order of key pointers. */
 static int cmp_key_ptr(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -344,6 +348,7 @@ static int jp_check_duplicates(json_parser *p, const json_value *o, size_t at)
     return rc;
 }
 
+/* [IO-JSON] An object or array at p->pos ('{' or '['), depth-bounded. */
 static json_value *jp_container(json_parser *p, int is_object)
 {
     size_t start = p->pos;
@@ -392,6 +397,7 @@ static json_value *jp_container(json_parser *p, int is_object)
     return NULL;
 }
 
+/* Consumes `word` (true / false / null) if it is next. */
 static int jp_literal(json_parser *p, const char *word)
 {
     size_t n = strlen(word);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mha.h"
+#include "counters.h"
 #include "linear.h"
 #include "numerics.h"
 #include "rope.h"
@@ -50,6 +51,7 @@ void mha_attend_row(const float *q, const float *K, int64_t kstride, const float
     int64_t n = 0;
     for (int64_t j = 0; j < nk; j++) {
         if (keys[j] < 0) continue;
+        dsv4_count(DSV4_COMP_CORE_ATTN, D + Dv);                      /* [COST-2]: q.k, p.v */
         const float *k = K + keys[j] * kstride;
         double dot = 0.0;
         for (int64_t d = 0; d < D; d++) dot += (double)q[d] * (double)k[d];
@@ -170,6 +172,9 @@ int mha_forward(mha_layer *L, const float *x, float *out, int64_t B, int64_t S, 
     if (linear(&L->wq, x, q, B * S, 0, num)) goto done;
     if (linear(&L->wk, x, k, B * S, 0, num)) goto done;
     if (linear(&L->wv, x, v, B * S, 0, num)) goto done;
+    dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq, B * S);                /* [COST-2] */
+    dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wk, B * S);
+    dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wv, B * S);
     /* [MHA-2] RoPE; [MHA-3] cache */
     for (int64_t b = 0; b < B; b++)
         for (int64_t s = 0; s < S; s++) {
@@ -194,6 +199,7 @@ int mha_forward(mha_layer *L, const float *x, float *out, int64_t B, int64_t S, 
         }
     /* [MHA-7] output projection */
     if (linear(&L->wo, o, out, B * S, 0, num)) goto done;
+    dsv4_count_linear(DSV4_COMP_O_PROJ, &L->wo, B * S);                /* [COST-2] */
     rc = 0;
 done:
     free(q); free(k); free(v); free(o); free(scratch); free(keys);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mhc.h"
+#include "counters.h"
 #include "linear.h"
 #include "numerics.h"
 
@@ -32,6 +33,7 @@ int mhc_mixes(const dsv4_weight *fn, const float *x, int64_t hc_dim, double norm
     double v = fl(mean + fl(norm_eps, num), num);
     double r = fl(1.0 / sqrt(v), num);
     if (linear(fn, x, m, 1, 1, num)) return -1;
+    dsv4_count_linear(DSV4_COMP_MHC, fn, 1);                          /* [COST-9] */
     for (int64_t i = 0; i < fn->rows; i++) m[i] = (float)fl((double)m[i] * r, num);
     return 0;
 }
@@ -115,6 +117,7 @@ int mhc_pre(const mhc_params *p, const float *x, int64_t n, float *a, float *pos
         if (mhc_mixes(&p->fn, xt, hc * dim, p->norm_eps, mix, num)) { free(mix); return -1; }
         mhc_split_sinkhorn(mix, p->scale, p->base, hc, p->sinkhorn_iters, p->hc_eps, pre,
                            post + t * hc, comb + t * hc * hc, num);
+        dsv4_count(DSV4_COMP_MHC, hc * dim);                          /* [COST-9] */
         for (int64_t d = 0; d < dim; d++) {
             double s = 0.0;
             for (int j = 0; j < hc; j++) s = fl(s + fl((double)pre[j] * xt[j * dim + d], num), num);
@@ -135,6 +138,7 @@ int mhc_pre(const mhc_params *p, const float *x, int64_t n, float *a, float *pos
 void mhc_post(const float *o, const float *res, const float *post, const float *comb, int64_t n,
               int hc, int64_t dim, float *y, dsv4_numerics num)
 {
+    dsv4_count(DSV4_COMP_MHC, n * hc * dim * (hc + 1));               /* [COST-9] */
     for (int64_t t = 0; t < n; t++) {
         const float *rt = res + t * hc * dim, *ct = comb + t * hc * hc;
         for (int k = 0; k < hc; k++)
@@ -166,6 +170,7 @@ int mhc_head(const dsv4_weight *fn, const float *scale, const float *base, const
             double z = fl(fl((double)m[j] * scale[0], num) + base[j], num);
             w[j] = fl(fl(sigmoid(z), num) + fl(hc_eps, num), num);
         }
+        dsv4_count(DSV4_COMP_MHC, hc * dim);                          /* [COST-9] */
         for (int64_t d = 0; d < dim; d++) {
             double s = 0.0;
             for (int j = 0; j < hc; j++) s = fl(s + fl(w[j] * xt[j * dim + d], num), num);

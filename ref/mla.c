@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mla.h"
+#include "counters.h"
 #include "mha.h"
 #include "dsa_indexer.h"
 #include "json.h"
@@ -121,6 +122,12 @@ double mla_softmax_scale(const mla_config *c)
     return s;
 }
 
+/* [MLA-6] the official demo's path for this config (see mla.h) */
+mla_path mla_official_path(const mla_config *c)
+{
+    return c->v32 ? MLA_V32 : MLA_ABSORBED;
+}
+
 /* ---- the layer ---- */
 
 struct mla_layer {
@@ -135,6 +142,8 @@ struct mla_layer {
     dsv4_weight wq, wq_a, wq_b, wkv_a, wkv_b, wo;
     float *q_norm_w, *kv_norm_w;
     float *wkv_b_f;              /* [H, dn + dv, rkv] dequantized (official: bf16 values) */
+    uint16_t *owned[6];          /* V3 official: FP8 weights dequantized to bf16 [LIN-1] */
+    int n_owned;
     int64_t max_batch, max_seq_len;
     float *kv_cache;             /* [max_batch, max_seq_len, rkv]  latent c */
     float *pe_cache;             /* [max_batch, max_seq_len, dr]   rope key k_R (rotated) */
@@ -144,6 +153,25 @@ struct mla_layer {
     int64_t *topk;               /* [B, S, k] of the last call */
     int64_t topk_k;
 };
+
+/* [MLA-0] V3 official graph (not v32): a weight stored in FP8 is dequantized to bf16,
+ * W = bf16(f32(e4m3) * block scale) (the V3 weight_dequant), and multiplied by a bf16 GEMM
+ * (gemm_impl = "bf16"), instead of V3.2's FP8 GEMM with activation quantization. w is
+ * replaced by a BF16 view of an owned copy. Other dtypes and modes: unchanged. */
+static int v3_bf16_weight(mla_layer *L, dsv4_weight *w)
+{
+    if (L->num != DSV4_OFFICIAL || L->c.v32 || w->dtype != DSV4_F8_E4M3) return 0;
+    if (weight_check(w)) return -1;
+    uint16_t *b = dsv4_calloc((size_t)(w->rows * w->cols), sizeof(uint16_t), w->name);
+    if (!b) return -1;
+    for (int64_t r = 0; r < w->rows; r++)
+        for (int64_t k = 0; k < w->cols; k++) b[r * w->cols + k] = bf16_from_float(weight_at(w, r, k));
+    L->owned[L->n_owned++] = b;
+    w->dtype = DSV4_BF16;
+    w->data = b;
+    w->scale = NULL;
+    return 0;
+}
 
 /* "<prefix>.<leaf>.weight" as a [rows, cols] view (error names the tensor). */
 static int get_w(const dsv4_wlookup *w, const char *prefix, const char *leaf, int64_t rows,
@@ -207,6 +235,11 @@ mla_layer *mla_layer_new(const mla_config *c, const dsv4_wlookup *w, const char 
     if (get_f(w, prefix, "kv_norm", L->rkv, &L->kv_norm_w)) goto fail;
     if (get_w(w, prefix, "wkv_b", L->H * (L->dn + L->dv), L->rkv, &L->wkv_b)) goto fail;
     if (get_w(w, prefix, "wo", L->dim, L->H * L->dv, &L->wo)) goto fail;
+    {
+        dsv4_weight *all[6] = { &L->wq, &L->wq_a, &L->wq_b, &L->wkv_a, &L->wkv_b, &L->wo };
+        for (int i = 0; i < 6; i++)
+            if (all[i]->data && v3_bf16_weight(L, all[i])) goto fail;
+    }
 
     /* the absorbed path reads W_UK / W_UV element-wise: dequantize once (official: to bf16,
      * as the official weight_dequant; bf16 weights are used as they are) */
@@ -245,6 +278,7 @@ void mla_layer_free(mla_layer *L)
     if (!L) return;
     if (L->rope_ok) rope_freqs_free(&L->rope);
     free(L->q_norm_w); free(L->kv_norm_w); free(L->wkv_b_f);
+    for (int i = 0; i < L->n_owned; i++) free(L->owned[i]);
     free(L->kv_cache); free(L->pe_cache); free(L->k_cache); free(L->v_cache);
     dsa_indexer_free(L->idx);
     free(L->topk);
@@ -303,6 +337,9 @@ static void attend_absorbed(const mla_layer *L, const float *qc, const float *qr
     const dsv4_numerics num = L->num;
     const int64_t rkv = L->rkv, dn = L->dn, dv = L->dv;
     const float *Wh = L->wkv_b_f + h * (dn + dv) * rkv;   /* [dn + dv, rkv] */
+    dsv4_count(DSV4_COMP_Q_PROJ, dn * rkv);                           /* [COST-3] absorb W^UK */
+    dsv4_count(DSV4_COMP_CORE_ATTN, nk * (2 * rkv + L->dr));          /* [COST-3] q.c, q_R.k_R, p.c */
+    dsv4_count(DSV4_COMP_O_PROJ, dv * rkv);                           /* [COST-3] W^UV */
     for (int64_t c = 0; c < rkv; c++) {
         double acc = 0.0;
         for (int64_t d = 0; d < dn; d++) acc += (double)qc[d] * (double)Wh[d * rkv + c];
@@ -391,15 +428,19 @@ static int mla_forward_impl(mla_layer *L, const float *x, float *out, int64_t B,
     /* [MLA-1] query */
     if (L->rq == 0) {
         if (linear(&L->wq, x, q, B * S, 0, num)) goto done;
+        dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq, B * S);            /* [COST-3] */
     } else {
         cq = dsv4_calloc((size_t)(B * S * L->rq), sizeof(float), "MLA query latent");
         if (!cq) goto done;
         if (linear(&L->wq_a, x, cq, B * S, 0, num)) goto done;
+        dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq_a, B * S);          /* [COST-3] */
         rmsnorm(cq, L->q_norm_w, cq, B * S, (int)L->rq, (float)L->c.norm_eps, num);
         if (linear(&L->wq_b, cq, q, B * S, 0, num)) goto done;
+        dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq_b, B * S);
     }
     /* [MLA-3] latent and rope key */
     if (linear(&L->wkv_a, x, kva, B * S, 0, num)) goto done;
+    dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wkv_a, B * S);            /* [COST-3] */
     for (int64_t i = 0; i < B * S; i++)
         memcpy(c + i * rkv, kva + i * (rkv + dr), (size_t)rkv * sizeof(float));
     rmsnorm(c, L->kv_norm_w, c, B * S, (int)rkv, (float)L->c.norm_eps, num);
@@ -424,6 +465,8 @@ static int mla_forward_impl(mla_layer *L, const float *x, float *out, int64_t B,
         kvb = dsv4_calloc((size_t)(B * S * H * (dn + dv)), sizeof(float), "MLA wkv_b output");
         if (!kvb) goto done;
         if (linear(&L->wkv_b, c, kvb, B * S, 0, num)) goto done;
+        if (!absorbed)   /* [COST-3]: an absorbed (decode) call never reads these keys */
+            dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wkv_b, B * S);
         for (int64_t b = 0; b < B; b++)
             for (int64_t s = 0; s < S; s++) {
                 const int64_t bs = b * S + s, slot = b * L->max_seq_len + start_pos + s;
@@ -469,6 +512,7 @@ static int mla_forward_impl(mla_layer *L, const float *x, float *out, int64_t B,
         }
     /* [MLA-7] output projection */
     if (linear(&L->wo, o, out, B * S, 0, num)) goto done;
+    dsv4_count_linear(DSV4_COMP_O_PROJ, &L->wo, B * S);                /* [COST-3] */
     rc = 0;
 done:
     free(cq); free(q); free(kva); free(c); free(kvb); free(o); free(lg); free(keys);

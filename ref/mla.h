@@ -46,6 +46,21 @@ double mla_softmax_scale(const mla_config *c);
 /* ---- the layer ---------------------------------------------------------------------------- */
 typedef enum { MLA_NAIVE = 0, MLA_ABSORBED = 1, MLA_V32 = 2 } mla_path;
 
+/* [MLA-6] The path the official demo of that model takes: MLA_V32 for a V3.2 config (v32),
+ * else MLA_ABSORBED (the V3 default attn_impl = "absorb"). A V3.2 config also has the
+ * indexer: use_indexer = c->v32.
+ *
+ * Usage for an attention-only golden file (metadata scope "attention only ..."):
+ *   mla_config c;  mla_config_from_json(&c, st_meta(f, "config"), ..., path);
+ *   dsv4_wlookup w = wlookup_st(f);
+ *   mla_layer *L = mla_layer_new(&c, &w, "layers.0.attn", B, c.max_seq_len, DSV4_OFFICIAL,
+ *                                mla_official_path(&c), c.v32);
+ *   per call k of the schedule: x = inputs.x[:, start_pos : start_pos + len];
+ *   mla_forward(L, x, out, B, len, start_pos, taps, "taps.<k>.layers.0")  (writes the
+ *   ".attn.indexer" tap), then tap out as "taps.<k>.layers.0.attn" (BF16 [B, len, dim]).
+ * tests/test_official_v32.c does exactly this. */
+mla_path mla_official_path(const mla_config *c);
+
 typedef struct mla_layer mla_layer;
 
 /* prefix: weight-name prefix of the module, e.g. "layers.0.attn". Weights read (official

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model.h"
+#include "counters.h"
 #include "attention.h"
 #include "linear.h"
 #include "mhc.h"
@@ -314,6 +315,7 @@ static int head_forward(const dsv4_model *m, const float *x, int64_t B, int64_t 
     }
     rmsnorm(h, normw, h, B, (int)dim, (float)c->norm_eps, m->num);
     int rc = linear(&m->head, h, logits, B, 1, m->num);
+    dsv4_count_linear(DSV4_COMP_HEAD, &m->head, B);                   /* [COST-11] */
     free(h);
     return rc;
 }

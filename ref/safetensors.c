@@ -140,6 +140,7 @@ int64_t st_get_i64(const st_tensor *t, int64_t i)
 
 /* ---- gzip [IO-GZ] ---- */
 
+/* The gzip magic 1f 8b. */
 static int is_gzip(const unsigned char *p, size_t n) { return n >= 2 && p[0] == 0x1F && p[1] == 0x8B; }
 
 /* [IO-GZ] Inflates the gzip stream in[0..inlen) (one or more members) into a malloc'd buffer.
@@ -212,6 +213,7 @@ static int st_gunzip(const char *name, const unsigned char *in, size_t inlen,
 
 /* ---- validation [IO-VAL] ---- */
 
+/* Frees the tables built by st_parse (not the file bytes). */
 static void st_free_parts(st_file *f)
 {
     if (!f) return;
@@ -225,6 +227,7 @@ static void st_free_parts(st_file *f)
     free(f->mvals);
 }
 
+/* strdup is not C99. */
 static char *st_strdup(const char *s)
 {
     size_t n = strlen(s) + 1;
@@ -263,7 +266,7 @@ static int st_read_meta(st_file *f, const json_value *m)
     return 0;
 }
 
-/* [IO-VAL-3..7] One tensor entry: exactly {dtype, shape, data_offsets} of the right types, a
+/* [IO-VAL-4..7] One tensor entry: exactly {dtype, shape, data_offsets} of the right types, a
  * known dtype, at most ST_MAX_DIMS non-negative dims whose element count and byte count fit
  * int64, and data_offsets [b, e] with b <= e <= data size and e - b = numel * dtype size. */
 static int st_read_tensor(st_file *f, const char *name, const json_value *v,
@@ -338,6 +341,7 @@ static int st_read_tensor(st_file *f, const char *name, const json_value *v,
     return 0;
 }
 
+/* qsort orders: by data address (then size, then name), and by name. */
 static int cmp_offset(const void *a, const void *b)
 {
     const st_tensor *x = a, *y = b;
@@ -426,6 +430,7 @@ done:
 
 /* ---- open / close [IO-READ] ---- */
 
+/* An empty st_file that remembers `name` for messages. */
 static st_file *st_new(const char *name)
 {
     st_file *f = calloc(1, sizeof *f);
@@ -498,6 +503,7 @@ st_file *st_open_mem(const void *buf, size_t len, const char *name)
     return f;
 }
 
+/* [IO-READ] Unmaps or frees everything the st_file owns; NULL is allowed. */
 void st_close(st_file *f)
 {
     if (!f) return;
@@ -508,6 +514,8 @@ void st_close(st_file *f)
     free(f);
 }
 
+/* [IO-READ] Accessors: tensors in data-offset order, metadata in file order; an index out of
+ * range gives NULL. */
 const char *st_path(const st_file *f) { return f ? f->path : NULL; }
 size_t st_count(const st_file *f) { return f ? f->n : 0; }
 const st_tensor *st_get(const st_file *f, size_t i) { return f && i < f->n ? &f->t[i] : NULL; }
@@ -556,6 +564,7 @@ struct st_writer {
     size_t nm, mcap;
 };
 
+/* [IO-WRITE] An empty writer (NULL with an error on OOM). */
 st_writer *st_writer_new(void)
 {
     st_writer *w = calloc(1, sizeof *w);
@@ -563,6 +572,7 @@ st_writer *st_writer_new(void)
     return w;
 }
 
+/* [IO-WRITE] Frees the writer and its copies; NULL is allowed. */
 void st_writer_free(st_writer *w)
 {
     if (!w) return;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "sparse_attention.h"
+#include "counters.h"
 #include "numerics.h"
 
 /* ---- official kernel order ---- */
@@ -103,10 +104,14 @@ int sparse_attention(const float *q, int64_t H, int64_t D, const float *kv, int6
                      const int64_t *idx, int64_t n_idx, const float *sink, double scale,
                      float *out, dsv4_numerics num)
 {
-    for (int64_t i = 0; i < n_idx; i++)
+    int64_t n_valid = 0;
+    for (int64_t i = 0; i < n_idx; i++) {
         if (idx[i] < -1 || idx[i] >= n_kv)
             return dsv4_set_error("sparse_attention: index %lld at list position %lld is outside [-1, %lld)",
                                   (long long)idx[i], (long long)i, (long long)n_kv);
+        n_valid += idx[i] >= 0;
+    }
+    dsv4_count(DSV4_COMP_CORE_ATTN, n_valid * H * 2 * D);          /* [COST-6]: q.k and p.v, K = V */
     double *dscr = dsv4_calloc((size_t)(D + n_idx + 1), sizeof(double), "sparse_attention scratch");
     float *fscr = dsv4_calloc((size_t)D, sizeof(float), "sparse_attention scratch");
     if (!dscr || !fscr) { free(dscr); free(fscr); return -1; }

@@ -32,11 +32,13 @@ struct dsv4_taps {
 
 /* ---- sink ---- */
 
+/* [IO-TAP] An empty sink (NULL with an error on OOM). */
 dsv4_taps *dsv4_taps_new(void)
 {
     return dsv4_calloc(1, sizeof(dsv4_taps), "tap sink");
 }
 
+/* [IO-TAP] Frees the sink and every copy; NULL is allowed. */
 void dsv4_taps_free(dsv4_taps *t)
 {
     if (!t) return;
@@ -46,12 +48,14 @@ void dsv4_taps_free(dsv4_taps *t)
     free(t);
 }
 
+/* [IO-TAP] Taps in tap order; out of range gives NULL / DSV4_DTYPE_COUNT. */
 size_t dsv4_taps_count(const dsv4_taps *t) { return t ? t->n : 0; }
 const char *dsv4_taps_name(const dsv4_taps *t, size_t i) { return t && i < t->n ? t->e[i].name : NULL; }
 dsv4_dtype dsv4_taps_dtype(const dsv4_taps *t, size_t i) { return t && i < t->n ? t->e[i].dtype : DSV4_DTYPE_COUNT; }
 
 /* ---- name table ---- */
 
+/* FNV-1a 64-bit hash of a name. */
 static uint64_t fnv1a(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;
@@ -185,6 +189,7 @@ int dsv4_tap(dsv4_taps *t, dsv4_dtype dtype, int ndim, const int64_t *shape, con
 
 /* ---- lookup ---- */
 
+/* [IO-TAP] The stored float copy of a float tap, with its shape; NULL if absent or an integer tap. */
 const float *dsv4_taps_find_f32(const dsv4_taps *t, const char *name, int *ndim, const int64_t **shape)
 {
     long k = tap_lookup(t, name);
@@ -194,6 +199,7 @@ const float *dsv4_taps_find_f32(const dsv4_taps *t, const char *name, int *ndim,
     return t->e[k].f;
 }
 
+/* [IO-TAP] The stored int64 copy of an integer tap, with its shape; NULL if absent or a float tap. */
 const int64_t *dsv4_taps_find_i64(const dsv4_taps *t, const char *name, int *ndim, const int64_t **shape)
 {
     long k = tap_lookup(t, name);

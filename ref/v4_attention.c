@@ -12,6 +12,7 @@
 #include <string.h>
 #include "attention.h"
 #include "compressor.h"
+#include "counters.h"
 #include "indexer.h"
 #include "linear.h"
 #include "norm.h"
@@ -235,8 +236,10 @@ static int query_path(v4_attn_layer *L, const float *x, int64_t N, int64_t S, in
                       float *qr, float *q)
 {
     if (linear(&L->wq_a, x, qr, N, 0, L->num)) return -1;
+    dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq_a, N);                 /* [COST-5] */
     rmsnorm(qr, L->q_norm, qr, N, (int)L->rq, L->eps, L->num);
     if (linear(&L->wq_b, qr, q, N, 0, L->num)) return -1;
+    dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq_b, N);                 /* [COST-5] */
     rmsnorm_head(q, N * L->H, (int)L->D, L->eps, L->num);
     if (L->rd > 0)
         for (int64_t i = 0; i < N; i++)
@@ -252,6 +255,7 @@ static int query_path(v4_attn_layer *L, const float *x, int64_t N, int64_t S, in
 static int window_kv(v4_attn_layer *L, const float *x, int64_t N, int64_t S, int64_t pos0, float *kv)
 {
     if (linear(&L->wkv, x, kv, N, 0, L->num)) return -1;
+    dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wkv, N);                 /* [COST-5] */
     rmsnorm(kv, L->kv_norm, kv, N, (int)L->D, L->eps, L->num);
     for (int64_t i = 0; i < N; i++) {
         float *row = kv + i * L->D;
@@ -303,10 +307,12 @@ static int output_projection(v4_attn_layer *L, const float *o, int64_t N, float 
         for (int64_t i = 0; i < N; i++)
             memcpy(og + i * cols, o + i * L->H * L->D + g * cols, sizeof(float) * (size_t)cols);
         if (linear(&wg, og, zg, N, 0, L->num)) goto done;
+        dsv4_count_linear(DSV4_COMP_O_PROJ, &wg, N);                  /* [COST-5] */
         for (int64_t i = 0; i < N; i++)
             memcpy(z + i * GR + g * L->R, zg + i * L->R, sizeof(float) * (size_t)L->R);
     }
     if (linear(&L->wo_b, z, out, N, 0, L->num)) goto done;
+    dsv4_count_linear(DSV4_COMP_O_PROJ, &L->wo_b, N);                 /* [COST-5] */
     ret = 0;
 done:
     free(og); free(zg); free(z);

@@ -1,13 +1,6 @@
 /* test_config.c — V4 model arguments (spec/model.md [CFG-1]..[CFG-3], ref/config.c): our
  * Flash / Pro config files give the published layer schedules; the HF names parse to the same
  * config; every bad config gives one clear error naming the field. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
-#ifndef cm_print_error
-#define cm_print_error print_error   /* the installed cmocka (1.1) names it print_error */
-#endif
 #include "testutil.h"
 #include "dsv4ref.h"
 #include "config.h"

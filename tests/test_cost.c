@@ -4,12 +4,16 @@
  * Expected integers below were derived by hand / by an independent Python transcription of the
  * spec-note formulas (v4-architecture.md §9, mla-dsa.md §3.7, §4.5-4.6, §6), not by running
  * this code (pitfall 20: no self-referential expectations). */
-/* this cmocka declares print_error, not cm_print_error (testutil.h uses the latter) */
-#define cm_print_error print_error
-#include "testutil.h"
+#include "lineage_fixture.h"
+#include "mha.h"
+#include "mla.h"
 #include "cost.h"
+#include "config.h"
 #include "counters.h"
 #include "dsv4ref.h"
+#include "model.h"
+#include "safetensors.h"
+#include "wsrc.h"
 
 #define L1M ((int64_t)1 << 20)
 
@@ -511,6 +515,171 @@ static void test_parse_context(void **state)
     if (cost_decode_step(&m, -1, &s) == 0) fail_msg("negative position must be rejected");
 }
 
+/* ---- --config: the committed config files give the built-in models' counts ----
+ * spec/configs/v4-*.json were transcribed by another helper from the official configs; the
+ * built-ins here were filled in code from v4-architecture.md §1.1: two transcriptions. */
+static void test_config_files_match_builtin(void **state)
+{
+    (void)state;
+    static const char *const files[2] = { "spec/configs/v4-pro.json", "spec/configs/v4-flash.json" };
+    static const char *const names[2] = { "v4-pro", "v4-flash" };
+    static const int64_t Ls[3] = { 1, 4096, L1M };
+    for (int i = 0; i < 2; i++) {
+        dsv4_config c;
+        cost_model a, b;
+        if (dsv4_config_load(&c, files[i]) != 0) fail_msg("%s: %s", files[i], dsv4_last_error());
+        if (cost_model_from_v4(&a, &c, files[i]) != 0) fail_msg("%s: %s", files[i], dsv4_last_error());
+        model(names[i], &b);
+        for (int j = 0; j < 3; j++) {
+            cost_step sa, sb;
+            cost_kv ka, kb;
+            step(&a, Ls[j] - 1, &sa); step(&b, Ls[j] - 1, &sb);
+            for (int k = 0; k < DSV4_COMP_COUNT; k++)
+                if (sa.madds[k] != sb.madds[k])
+                    fail_msg("%s vs built-in %s at L = %lld, %s: %lld vs %lld\n  likely bug: a config field "
+                             "transcribed differently (o_groups, index_topk, experts, compress_ratios)", files[i],
+                             names[i], (long long)Ls[j], dsv4_component_name((dsv4_component)k),
+                             (long long)sa.madds[k], (long long)sb.madds[k]);
+            kv(&a, Ls[j], COST_KV_DEPLOY, &ka); kv(&b, Ls[j], COST_KV_DEPLOY, &kb);
+            EXPECT_I64(files[i], ka.bytes_total, kb.bytes_total, "KV bytes differ: schedule or head_dim/rope/index dims");
+        }
+    }
+}
+
+/* ---- [COST-20] the real forward, counted: tiny official models, every decode step ----
+ * The tiny models of golden/official (DeepSeek's own golden files; their weights and configs)
+ * run prefill then decode with counting on; every decode step's count, per component, must
+ * equal cost_decode_step at that position. Layers: SWA, CSA (ratio 4), HCA (ratio 128, and a
+ * ratio-8 HCA-like layer), windows 16, top-k 9 far below the candidates late in the run. */
+static void forward_counts(const char *path, int64_t prefill, int64_t T)
+{
+    dsv4_wsrc *src = wsrc_open_file(path);
+    if (!src) fail_msg("%s: %s", path, dsv4_last_error());
+    const char *cfg = st_meta(wsrc_file(src), "config");
+    dsv4_config c;
+    cost_model cm;
+    dsv4_config_defaults(&c);
+    if (!cfg || dsv4_config_from_json(&c, cfg, strlen(cfg), path) != 0) fail_msg("%s: config: %s", path, dsv4_last_error());
+    c.max_seq_len = T;
+    c.max_batch_size = 1;
+    if (cost_model_from_v4(&cm, &c, path) != 0) fail_msg("%s", dsv4_last_error());
+    dsv4_model *m = dsv4_model_new(&c, src, 1, T, DSV4_EXACT, 0);
+    if (!m) fail_msg("%s: model: %s", path, dsv4_last_error());
+    float *logits = calloc((size_t)c.vocab_size, sizeof *logits);
+    int64_t *tok = calloc((size_t)T, sizeof *tok);
+    for (int64_t t = 0; t < T; t++) tok[t] = (t * 37 + 11) % c.vocab_size;
+    dsv4_count_enable(1);
+    dsv4_count_reset();
+    if (dsv4_model_forward(m, tok, 1, prefill, 0, logits, NULL, 0, NULL) != 0) fail_msg("prefill: %s", dsv4_last_error());
+    if (dsv4_count_total() <= 0) fail_msg("%s: the forward counted nothing: dsv4_count calls not wired", path);
+    for (int64_t t = prefill; t < T; t++) {
+        cost_step s;
+        dsv4_count_reset();
+        if (dsv4_model_forward(m, tok + t, 1, 1, t, logits, NULL, 1, NULL) != 0) fail_msg("decode %lld: %s", (long long)t, dsv4_last_error());
+        step(&cm, t, &s);
+        for (int i = 0; i < DSV4_COMP_COUNT; i++)
+            if (dsv4_count_get((dsv4_component)i) != s.madds[i]) {
+                dsv4_count_enable(0);
+                fail_msg("%s, decode t = %lld, %s: forward counted %lld, cost model %lld\n  likely bug: a "
+                         "dsv4_count call missing/duplicated in the forward, or a [COST-n] formula that is "
+                         "not what the forward does (keys listed, entries visible, emission step)", path,
+                         (long long)t, dsv4_component_name((dsv4_component)i),
+                         (long long)dsv4_count_get((dsv4_component)i), (long long)s.madds[i]);
+            }
+    }
+    dsv4_count_enable(0);
+    free(logits); free(tok);
+    dsv4_model_free(m);
+    wsrc_close(src);
+}
+
+static void test_counted_equals_formula_forward(void **state)
+{
+    (void)state;
+    forward_counts("golden/official/short_boundaries_s4.safetensors", 4, 120);       /* CSA, HCA(8), SWA */
+    forward_counts("golden/official/flash_bf16_prefill_decode.safetensors.gz", 5, 300); /* SWA, CSA, HCA(128), CSA */
+}
+
+/* ---- [COST-20] the lineage layers, counted: MHA, MLA (absorbed), DSA (V3.2 path) ----
+ * One tiny layer each (tests/lineage_fixture.h weights, all dims distinct, DSA top-k 4 far
+ * below the candidates), prefill 3 then decode to t = 40; the cost model of the same dims
+ * with an empty trunk (no FFN, no head) must give every decode step's count exactly. */
+typedef enum { LIN_MHA, LIN_MLA, LIN_DSA } lin_kind;
+
+static void lineage_counts(lin_kind kind)
+{
+    const int64_t T = 41, P = 3;
+    static const mha_config mc = { 36, 3, 10, 14, 10000.0 };
+    mla_config lc = kind == LIN_DSA ? fx_mla_config_v32() : fx_mla_config();
+    fixture f;
+    cost_model cm;
+    mha_layer *mh = NULL;
+    mla_layer *ml = NULL;
+    fx_init(&f, 77);
+    memset(&cm, 0, sizeof cm);
+    snprintf(cm.name, sizeof cm.name, "tiny-lineage-%d", (int)kind);
+    cm.n_layers = 1;
+    if (kind == LIN_MHA) {
+        fx_weight(&f, "mha.wq.weight", 3 * 10, 36, 0.4f);
+        fx_weight(&f, "mha.wk.weight", 3 * 10, 36, 0.4f);
+        fx_weight(&f, "mha.wv.weight", 3 * 14, 36, 0.3f);
+        fx_weight(&f, "mha.wo.weight", 36, 3 * 14, 0.25f);
+        dsv4_wlookup w = wtable_lookup(f.t);
+        mh = mha_layer_new(&mc, &w, "mha", 1, T, DSV4_EXACT);
+        if (!mh) fail_msg("%s", dsv4_last_error());
+        cm.family = COST_FAM_MHA; cm.dim = mc.dim; cm.n_heads = mc.n_heads;
+        cm.head_dim_qk = mc.head_dim; cm.head_dim_v = mc.v_head_dim;
+    } else {
+        fx_mla_weights(&f, &lc, "attn", kind == LIN_DSA);
+        dsv4_wlookup w = wtable_lookup(f.t);
+        ml = mla_layer_new(&lc, &w, "attn", 1, T, DSV4_EXACT, kind == LIN_DSA ? MLA_V32 : MLA_ABSORBED,
+                           kind == LIN_DSA);
+        if (!ml) fail_msg("%s", dsv4_last_error());
+        cm.family = kind == LIN_DSA ? COST_FAM_DSA : COST_FAM_MLA;
+        cm.dim = lc.dim; cm.n_heads = lc.n_heads; cm.q_lora_rank = lc.q_lora_rank;
+        cm.kv_lora_rank = lc.kv_lora_rank; cm.qk_nope_head_dim = lc.qk_nope_head_dim;
+        cm.qk_rope_head_dim = lc.qk_rope_head_dim; cm.v_head_dim = lc.v_head_dim;
+        cm.index_n_heads = lc.index_n_heads; cm.index_head_dim = lc.index_head_dim;
+        cm.index_topk = lc.index_topk;
+    }
+    int64_t d = cm.dim;
+    float *x = calloc((size_t)(T * d), sizeof(float)), *y = calloc((size_t)(T * d), sizeof(float));
+    fx_input(&f.rng, x, T * d, 1.0f);
+    dsv4_count_enable(1);
+    int rc = mh ? mha_forward(mh, x, y, 1, P, 0) : mla_forward(ml, x, y, 1, P, 0, NULL, NULL);
+    if (rc) fail_msg("prefill: %s", dsv4_last_error());
+    for (int64_t t = P; t < T; t++) {
+        cost_step s;
+        dsv4_count_reset();
+        rc = mh ? mha_forward(mh, x + t * d, y + t * d, 1, 1, t)
+                : mla_forward(ml, x + t * d, y + t * d, 1, 1, t, NULL, NULL);
+        if (rc) fail_msg("decode %lld: %s", (long long)t, dsv4_last_error());
+        step(&cm, t, &s);
+        for (int i = 0; i < DSV4_COMP_COUNT; i++)
+            if (dsv4_count_get((dsv4_component)i) != s.madds[i]) {
+                dsv4_count_enable(0);
+                fail_msg("%s decode t = %lld, %s: layer counted %lld, cost model %lld\n  likely bug: "
+                         "keys (t+1 causal, min(k, t+1) selected), the absorbed projections, or the "
+                         "indexer's H_I(D_I+1) per position", cm.name, (long long)t,
+                         dsv4_component_name((dsv4_component)i),
+                         (long long)dsv4_count_get((dsv4_component)i), (long long)s.madds[i]);
+            }
+    }
+    dsv4_count_enable(0);
+    free(x); free(y);
+    if (mh) mha_layer_free(mh);
+    if (ml) mla_layer_free(ml);
+    fx_free(&f);
+}
+
+static void test_counted_equals_formula_lineage_layers(void **state)
+{
+    (void)state;
+    lineage_counts(LIN_MHA);
+    lineage_counts(LIN_MLA);
+    lineage_counts(LIN_DSA);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -524,6 +693,9 @@ int main(void)
         cmocka_unit_test(test_counted_equals_formula_lineage),
         cmocka_unit_test(test_hypothetical),
         cmocka_unit_test(test_parse_context),
+        cmocka_unit_test(test_config_files_match_builtin),
+        cmocka_unit_test(test_counted_equals_formula_forward),
+        cmocka_unit_test(test_counted_equals_formula_lineage_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,9 +5,6 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#ifndef cm_print_error   /* cmocka < 1.1.6 names it print_error */
-#define cm_print_error print_error
-#endif
 #include "testutil.h"
 #include "indexer.h"
 #include "numerics.h"

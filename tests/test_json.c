@@ -10,7 +10,6 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
-/* cmocka 1.1 names it print_error; 1.2 adds cm_print_error (testutil.h uses the latter). */
 #include "testutil.h"
 #include "json.h"
 

@@ -10,6 +10,7 @@
  * wrong reason (e.g. a JSON error hiding a missing offset check) fails the test.
  * The CLI is $DSV4REF_BIN (set by tools/run-tests.sh), default build/ref/dsv4ref.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -17,7 +18,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
-/* cmocka 1.1 names it print_error; 1.2 adds cm_print_error (testutil.h uses the latter). */
 #include "testutil.h"
 #include "safetensors.h"
 
@@ -324,6 +324,28 @@ static void test_base_is_valid(void **state)
     unlink(path);
 }
 
+/* [IO-INFO] The CLI reads every official golden file (plain and gzip) and exits 0. */
+static void test_cli_reads_official_golden(void **state)
+{
+    (void)state;
+    char dir[512], path[1024], err[4096];
+    snprintf(dir, sizeof dir, "%s/official-golden", shared_dir());
+    DIR *d = opendir(dir);
+    if (!d) { print_message("  official golden files not found at %s: skipped\n", dir); skip(); }
+    int files = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strstr(e->d_name, ".safetensors")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        int st = run_cli(path, err, sizeof err);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("dsv4ref info %s failed: %s", path, err);
+        if (err[0]) fail_msg("dsv4ref info %s wrote to stderr: %s", path, err);
+        files++;
+    }
+    closedir(d);
+    if (files < 5) fail_msg("found %d golden files in %s, expected at least 5", files, dir);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -344,9 +366,10 @@ static int group_teardown(void **state)
 
 int main(void)
 {
-    struct CMUnitTest tests[N_CASES + 1];
+    struct CMUnitTest tests[N_CASES + 2];
     tests[0] = (struct CMUnitTest){ "base_is_valid", test_base_is_valid, NULL, NULL, NULL };
+    tests[1] = (struct CMUnitTest){ "cli_reads_official_golden", test_cli_reads_official_golden, NULL, NULL, NULL };
     for (size_t i = 0; i < N_CASES; i++)
-        tests[i + 1] = (struct CMUnitTest){ k_cases[i].name, test_case, NULL, NULL, (void *)&k_cases[i] };
+        tests[i + 2] = (struct CMUnitTest){ k_cases[i].name, test_case, NULL, NULL, (void *)&k_cases[i] };
     return cmocka_run_group_tests_name("malformed safetensors", tests, group_setup, group_teardown);
 }

@@ -1,13 +1,6 @@
 /* test_mhc.c — manifold-constrained hyper-connections (spec/mhc.md, ref/mhc.c).
  * Each test is computed by hand in double and shaped so that the wrong formula it names is
  * distinguishable (expect_distinguishable), in exact numerics (fp32 storage only). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
-#ifndef cm_print_error
-#define cm_print_error print_error   /* the installed cmocka (1.1) names it print_error */
-#endif
 #include "testutil.h"
 #include "dsv4ref.h"
 #include "mhc.h"

@@ -307,6 +307,74 @@ static void test_mla_reset(void **state)
     free(x1); free(x2); free(a); free(b);
 }
 
+/* V3 graph with FP8 weights: the official V3 demo (gemm_impl "bf16") dequantizes an FP8
+ * weight to bf16, bf16(f32(e4m3) * scale), and runs a bf16 GEMM; a V3 layer reading an FP8
+ * wo must equal, bit for bit, a layer reading those bf16 values. (The V3.2 graph would run
+ * the FP8 GEMM with activation quantization instead; it needs K % 128 == 0.) */
+static void test_mla_v3_fp8_weights(void **state)
+{
+    (void)state;
+    const mla_config c = fx_mla_config();
+    const int64_t T = 12, n = T * c.dim, R = c.dim, C = c.n_heads * c.v_head_dim;
+    const int64_t dqk = c.qk_nope_head_dim + c.qk_rope_head_dim;
+    fixture f;
+    fx_init(&f, 29);
+    fx_mla_weights(&f, &c, "attn", 0);
+    uint8_t *codes = calloc((size_t)(R * C), 1), scale = e8m0_from_float(0.0078125f);
+    uint16_t *deq = calloc((size_t)(R * C), sizeof(uint16_t));
+    test_rng r = { 30 };
+    for (int64_t i = 0; i < R * C; i++) {
+        codes[i] = e4m3_from_float(40.0f * test_rng_uniform(&r));
+        deq[i] = bf16_from_float(e4m3_to_float(codes[i]) * e8m0_to_float(scale));
+    }
+    dsv4_weight w8, wb;
+    memset(&w8, 0, sizeof w8);
+    memset(&wb, 0, sizeof wb);
+    w8.dtype = DSV4_F8_E4M3; w8.rows = R; w8.cols = C; w8.data = codes;
+    w8.scale_dtype = DSV4_F8_E8M0; w8.scale = &scale;
+    wb.dtype = DSV4_BF16; wb.rows = R; wb.cols = C; wb.data = deq;
+    /* two tables sharing every weight but wo */
+    wtable *t[2] = { wtable_new(), wtable_new() };
+    dsv4_wlookup src = wtable_lookup(f.t);
+    const char *leaves[4] = { "wq_a", "wq_b", "wkv_a", "wkv_b" };
+    const int64_t rows[4] = { c.q_lora_rank, c.n_heads * dqk, c.kv_lora_rank + c.qk_rope_head_dim,
+                              c.n_heads * (c.qk_nope_head_dim + c.v_head_dim) };
+    const int64_t cols[4] = { c.dim, c.q_lora_rank, c.dim, c.kv_lora_rank };
+    const char *norms[2] = { "attn.q_norm.weight", "attn.kv_norm.weight" };
+    const int64_t nn[2] = { c.q_lora_rank, c.kv_lora_rank };
+    for (int j = 0; j < 2; j++) {
+        for (int i = 0; i < 4; i++) {
+            char nm[64];
+            dsv4_weight x;
+            snprintf(nm, sizeof nm, "attn.%s.weight", leaves[i]);
+            assert_int_equal(src.weight(src.ctx, nm, rows[i], cols[i], &x), 0);
+            assert_int_equal(wtable_add_weight(t[j], nm, &x), 0);
+        }
+        for (int i = 0; i < 2; i++) {
+            float *g;
+            assert_int_equal(src.floats(src.ctx, norms[i], nn[i], &g), 0);
+            assert_int_equal(wtable_add_floats(t[j], norms[i], g, nn[i]), 0);
+            free(g);
+        }
+        assert_int_equal(wtable_add_weight(t[j], "attn.wo.weight", j ? &wb : &w8), 0);
+    }
+    float *x = make_input(n, 31), *o[2];
+    for (int j = 0; j < 2; j++) {
+        dsv4_wlookup w = wtable_lookup(t[j]);
+        mla_layer *L = mla_layer_new(&c, &w, "attn", 1, 64, DSV4_OFFICIAL, MLA_ABSORBED, 0);
+        if (!L) fail_msg("%s", dsv4_last_error());
+        o[j] = calloc((size_t)n, sizeof(float));
+        fx_mla_schedule(L, x, o[j], 1, T, c.dim, T, NULL, 0);
+        mla_layer_free(L);
+    }
+    expect_close("V3: FP8 wo vs its bf16 dequantization", o[0], o[1], n, 0.0,
+                 "the V3 graph (gemm_impl bf16) must dequantize FP8 weights to bf16 and run a bf16 "
+                 "GEMM, not the V3.2 FP8 GEMM with activation quantization");
+    wtable_free(t[0]); wtable_free(t[1]);
+    free(x); free(o[0]); free(o[1]); free(codes); free(deq);
+    fx_free(&f);
+}
+
 /* Config from the official ModelArgs JSON (the golden file's metadata), and bad input. */
 static void test_mla_config_and_errors(void **state)
 {
@@ -364,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_mla_official_v32_schedule),
         cmocka_unit_test(test_mla_mscale),
         cmocka_unit_test(test_mla_reset),
+        cmocka_unit_test(test_mla_v3_fp8_weights),
         cmocka_unit_test(test_mla_config_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

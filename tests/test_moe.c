@@ -1,12 +1,5 @@
 /* test_moe.c — the V4 MoE (spec/moe.md, ref/moe.c): router bias, softplus threshold, SwiGLU
  * clamp, hash routing. Hand computations in double, exact numerics. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
-#ifndef cm_print_error
-#define cm_print_error print_error   /* the installed cmocka (1.1) names it print_error */
-#endif
 #include "testutil.h"
 #include "dsv4ref.h"
 #include "moe.h"

@@ -159,7 +159,9 @@ static void test_official_v32_taps(void **state)
     const int ncalls = parse_schedule(calls, 64);
 
     dsv4_wlookup w = wlookup_st(g_file);
-    mla_layer *L = mla_layer_new(&c, &w, "layers.0.attn", B, c.max_seq_len, DSV4_OFFICIAL, MLA_V32, 1);
+    assert_int_equal(mla_official_path(&c), MLA_V32);
+    mla_layer *L = mla_layer_new(&c, &w, "layers.0.attn", B, c.max_seq_len, DSV4_OFFICIAL,
+                                 mla_official_path(&c), c.v32);
     if (!L) fail_msg("%s", dsv4_last_error());
     dsv4_taps *taps = dsv4_taps_new();
     assert_non_null(taps);

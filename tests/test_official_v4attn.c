@@ -11,14 +11,12 @@
  * from golden are excused. The achieved numbers are printed for every file / layer / tap.
  *
  * Env: DSV4REF_OFFICIAL_MAX_CALLS=n runs only the first n calls of each schedule (for slow
- * sanitizer builds); default: all. */
+ * sanitizer builds); default: all. DSV4REF_OFFICIAL_VERBOSE=1 prints the attention error of
+ * every call, DSV4REF_OFFICIAL_ROWS=1 of every token row. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#ifndef cm_print_error   /* cmocka < 1.1.6 names it print_error */
-#define cm_print_error print_error
-#endif
 #include "testutil.h"
 #include "attention.h"
 #include "config.h"
@@ -208,6 +206,13 @@ static int run_file(const char *file, int *n_fail)
                        one.den > 0 ? sqrt(one.num / one.den) : 0.0, one.worst);
             }
             float_rows(&st_attn, out, want, B * S, dim, excuse);
+            if (getenv("DSV4REF_OFFICIAL_ROWS"))
+                for (int64_t r = 0; r < B * S; r++) {
+                    path_stat one = {0};
+                    float_rows(&one, out + r * dim, want + r * dim, 1, dim, NULL);
+                    printf("    call %lld layer %lld row %lld: rel-L2 %.2e\n", (long long)k, (long long)layer,
+                           (long long)r, one.den > 0 ? sqrt(one.num / one.den) : 0.0);
+                }
             free(want);
             /* compressor taps */
             const char *tails[2] = { "attn.compressor", "attn.indexer.compressor" };

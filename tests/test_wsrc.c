@@ -3,13 +3,6 @@
  * missing shard, a missing tensor or a wrong shape. Directories are built in a temp dir. */
 #include <unistd.h>
 #include <sys/stat.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
-#ifndef cm_print_error
-#define cm_print_error print_error   /* the installed cmocka (1.1) names it print_error */
-#endif
 #include "testutil.h"
 #include "dsv4ref.h"
 #include "safetensors.h"

@@ -1,9 +1,85 @@
-/* check_attn.c — attention-only golden cases (tools/check_attn.h). */
+/* check_attn.c — attention-only golden cases (tools/check_attn.h): one official MLA module
+ * (with its DSA indexer for a V3.2 config) named layers.0.attn, run on inputs.x over the
+ * file's schedule exactly as tests/test_official_v32.c does (spec/mla.md, spec/dsa.md). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "check_attn.h"
+#include "json.h"
+#include "mla.h"
+#include "wtable.h"
 
+/* The schedule [{start_pos, len}, ...] of the metadata; n calls into calls[0..n). */
+static int attn_schedule(const st_file *f, int64_t T, int64_t **start, int64_t **len, int *n)
+{
+    const char *s = st_meta(f, "schedule");
+    char err[256];
+    if (!s) return dsv4_set_error("%s: no metadata `schedule`", st_path(f));
+    json_value *v = json_parse(s, strlen(s), err, sizeof err);
+    if (!v) return dsv4_set_error("%s: metadata `schedule` is not valid JSON: %s", st_path(f), err);
+    int rc = 0;
+    *start = *len = NULL;
+    if (v->type != JSON_ARRAY || v->n == 0) {
+        rc = dsv4_set_error("%s: metadata `schedule` must be a non-empty list", st_path(f));
+        goto done;
+    }
+    *start = dsv4_calloc(v->n, sizeof(int64_t), "schedule");
+    *len = dsv4_calloc(v->n, sizeof(int64_t), "schedule");
+    if (!*start || !*len) { rc = -1; goto done; }
+    for (size_t i = 0; i < v->n; i++) {
+        const json_value *e = v->items[i];
+        const json_value *a = e->type == JSON_OBJECT ? json_get(e, "start_pos") : NULL;
+        const json_value *b = e->type == JSON_OBJECT ? json_get(e, "len") : NULL;
+        if (!a || !b || json_int64(a, &(*start)[i]) || json_int64(b, &(*len)[i]) ||
+            (*start)[i] < 0 || (*len)[i] < 1 || (*start)[i] + (*len)[i] > T) {
+            rc = dsv4_set_error("%s: schedule entry %zu must be {start_pos >= 0, len >= 1} inside "
+                                "inputs.x (%lld positions)", st_path(f), i, (long long)T);
+            goto done;
+        }
+    }
+    *n = (int)v->n;
+done:
+    json_free(v);
+    if (rc) { free(*start); free(*len); *start = *len = NULL; }
+    return rc;
+}
+
+/* Builds the layer from the metadata config (official ModelArgs names) and runs every call:
+ * x = inputs.x[:, start_pos : start_pos + len] -> taps.<k>.layers.0.attn (BF16 [B, len, dim])
+ * and, with the indexer, taps.<k>.layers.0.attn.indexer (I64 [B, len, k]). */
 int check_attention_only(const dsv4_wsrc *src, const st_file *f, dsv4_numerics num, dsv4_taps *taps)
 {
-    (void)src; (void)num; (void)taps;
-    return dsv4_set_error("%s: attention-only cases (the V3.2 MLA + DSA layer) need ref/mla.c, "
-                          "which is not in this build yet", st_path(f));
+    const char *cj = st_meta(f, "config");
+    if (!cj) return dsv4_set_error("%s: no metadata `config`", st_path(f));
+    mla_config c;
+    if (mla_config_from_json(&c, cj, strlen(cj), st_path(f))) return -1;
+    const st_tensor *xin = st_find(f, "inputs.x");
+    if (!xin || xin->ndim != 3 || xin->shape[2] != c.dim)
+        return dsv4_set_error("%s: inputs.x must be [B, total_len, dim = %lld]", st_path(f), (long long)c.dim);
+    const int64_t B = xin->shape[0], T = xin->shape[1], d = c.dim;
+    int64_t *start = NULL, *len = NULL;
+    int n = 0, rc = -1;
+    if (attn_schedule(f, T, &start, &len, &n)) return -1;
+    dsv4_wlookup w = wlookup_wsrc(src);
+    const int64_t max_seq = c.max_seq_len > T ? c.max_seq_len : T;
+    mla_layer *L = mla_layer_new(&c, &w, "layers.0.attn", B, max_seq, num, mla_official_path(&c), c.v32);
+    float *x = dsv4_calloc((size_t)(B * T * d), sizeof(float), "attention input");
+    float *out = dsv4_calloc((size_t)(B * T * d), sizeof(float), "attention output");
+    if (!L || !x || !out) goto done;
+    for (int k = 0; k < n; k++) {
+        const int64_t S = len[k], sp = start[k];
+        char pre[64];
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t i = 0; i < S * d; i++)
+                x[b * S * d + i] = (float)st_get_f64(xin, (b * T + sp) * d + i);
+        snprintf(pre, sizeof pre, "taps.%d.layers.0", k);
+        if (mla_forward(L, x, out, B, S, sp, taps, pre)) goto done;
+        const int64_t shape[3] = { B, S, d };
+        if (dsv4_tap(taps, DSV4_BF16, 3, shape, out, "%s.attn", pre)) goto done;
+    }
+    rc = 0;
+done:
+    mla_layer_free(L);
+    free(x); free(out); free(start); free(len);
+    return rc;
 }

@@ -31,7 +31,7 @@ static void usage(FILE *f)
         "  --model NAME    built-in model (repeatable, comma lists, or 'all'; default all):\n"
         "                  v3.2 v4-pro v4-flash mla mha   (real configs; mha = hypothetical V3-sized)\n"
         "                  window-global linformer performer mamba   (hypothetical, V4-Pro-sized)\n"
-        "  --config FILE   a V4 inference config.json / HF config.json (needs the config loader)\n"
+        "  --config FILE   a V4 inference config.json or HF config.json (repeatable)\n"
         "  --context L     1048576, 1M, 1024K, 2^20 (K/M/G binary; default 1M)\n"
         "  --kv-format F   KV bytes/ratios in: deploy (default; V3.2 656+132 B, V4 584 B + 68 B FP4\n"
         "                  key), fp8-index (V4 keys 132 B), bf16 (V3.2 1152+256, V4 1024+256)\n"
@@ -46,16 +46,10 @@ static void usage(FILE *f)
  * cost model named after the file. 0 ok, -1 error set. */
 static int load_config_model(const char *path, cost_model *m)
 {
-#ifdef DSV4_HAVE_CONFIG_LOAD
     dsv4_config c;
     const char *base = strrchr(path, '/');
-    if (dsv4_config_load(&c, path) != 0) return -1;
+    if (dsv4_config_load(&c, path) != 0 || dsv4_config_validate(&c, path) != 0) return -1;
     return cost_model_from_v4(m, &c, base ? base + 1 : path);
-#else
-    (void)m;
-    return dsv4_set_error("--config %s: not available in this build (the V4 config loader "
-                          "ref/config.c has not landed yet); use --model v4-pro|v4-flash", path);
-#endif
 }
 
 /* [COST-1][COST-12] e: fills the step at t = L-1 and the KV cache in every format. */

@@ -142,6 +142,14 @@ int cmd_run(int argc, char **argv)
         } else {
             tiny_model_config(&c);
         }
+        /* seeded random weights are written to a temporary file: keep that small */
+        double params = (double)c.n_layers * (double)(c.n_routed_experts + 1) * 3.0 * (double)c.dim *
+                        (double)c.moe_inter_dim + 2.0 * (double)c.vocab_size * (double)c.dim;
+        if (params > 2e8) {
+            dsv4_set_error("%s: about %.3g parameters is too large for seeded random weights; "
+                           "use --checkpoint DIR for a real model", cfg_path, params);
+            goto fail;
+        }
         const char *td = getenv("TMPDIR");
         snprintf(tmp, sizeof tmp, "%s/dsv4ref-tiny-XXXXXX", td && strlen(td) < 40 ? td : "/tmp");
         int fd = mkstemp(tmp);

@@ -82,14 +82,14 @@ def run_v32(st, num, calls=None):
     return out
 
 
-def write_dump(path, taps, meta):
+def write_dump(path, taps, meta, float_dtype="F32"):
     tensors = {}
     for name, v in taps.items():
         v = np.asarray(v)
         if np.issubdtype(v.dtype, np.integer):
             tensors[name] = ("I64", v.astype(np.int64))
         else:
-            tensors[name] = ("F32", v)
+            tensors[name] = (float_dtype, v)
     stn.save(path, tensors, meta)
 
 
@@ -104,6 +104,8 @@ def main(argv=None):
     ap.add_argument("--only", default="")
     ap.add_argument("--calls", type=int, default=None)
     ap.add_argument("--no-compare", action="store_true")
+    ap.add_argument("--dump-dtype", choices=("F32", "F64"), default="F32",
+                    help="storage of float taps in the dump (F64 keeps exact-mode values unrounded)")
     a = ap.parse_args(argv)
     t0 = time.time()
     try:
@@ -122,7 +124,7 @@ def main(argv=None):
     t1 = time.time()
     dump = a.dump or os.path.join(tempfile.mkdtemp(prefix="oracle-"), "dump.safetensors")
     write_dump(dump, taps, {"format": "dsv4-golden-1", "case": st.meta.get("case", "?"),
-                            "source": "dsv4ref tools/oracle (numpy)", "numerics": a.mode})
+                            "source": "dsv4ref tools/oracle (numpy)", "numerics": a.mode}, a.dump_dtype)
     print(f"oracle: {st.meta.get('case', '?')} mode {a.mode} "
           f"{('teacher ' + (a.teacher or 'block')) if teacher else 'free'}: "
           f"{len(taps)} taps in {t1 - t0:.1f} s -> {dump}", flush=True)

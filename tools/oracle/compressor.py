@@ -24,7 +24,7 @@ class CompressorState:
 
 
 def compressor_project(p, x, start_pos, num):
-    """[CMP-1] u_t = Wkv a_t, g_t = Wg a_t + ape[t mod m] (f32 GEMMs on f32(a), f32 add).
+    """[O-CMP-1] u_t = Wkv a_t, g_t = Wg a_t + ape[t mod m] (f32 GEMMs on f32(a), f32 add).
     x: [B, S, d] (bf16 attention input); returns u, g [B, S, kc]."""
     m = p["ratio"]
     u = L.linear(x, p["wkv"], num)
@@ -34,7 +34,7 @@ def compressor_project(p, x, start_pos, num):
 
 
 def compressor_pool(p, u, g, j0, j1, num):
-    """[CMP-2] raw pooled entries j0..j1-1 from the full histories u, g [B, T, kc]:
+    """[O-CMP-2] raw pooled entries j0..j1-1 from the full histories u, g [B, T, kc]:
     non-overlap: c_j[e] = sum_{t in T_j} softmax_t(g_t[e]) u_t[e];
     overlap (m = 4): joint softmax over {g^A_t}_{t in T_(j-1)} U {g^B_t}_{t in T_j}
     (A = dims [0, c), B = dims [c, 2c)); T_(-1) absent (score -inf, value 0).
@@ -65,7 +65,7 @@ def compressor_pool(p, u, g, j0, j1, num):
 
 
 def compressor_finish(p, pooled, j0, cs_fn, num):
-    """[CMP-3] k_j = RMSNorm(bf16(c_j)); RoPE on the last r dims at position j*m; then
+    """[O-CMP-3] k_j = RMSNorm(bf16(c_j)); RoPE on the last r dims at position j*m; then
     main (c = head_dim): FP8-simulate the first c - r dims (64-wide blocks);
     indexer (rotate): Hadamard over all c dims, then FP4-simulate (32-wide blocks)."""
     m, rd = p["ratio"], p["rope_dim"]
@@ -83,7 +83,7 @@ def compressor_finish(p, pooled, j0, cs_fn, num):
 
 
 def compressor_call(p, x, start_pos, state, cs_fn, num):
-    """[CMP-4] one forward call (prefill at start_pos 0 or a decode step) of the compressor:
+    """[O-CMP-4] one forward call (prefill at start_pos 0 or a decode step) of the compressor:
     appends the projections to the state, emits every entry completed in this call
     (entry j completes at t = jm + m - 1), returns the new entries [B, n_new, c] or None."""
     u, g = compressor_project(p, x, start_pos, num)

@@ -26,7 +26,7 @@ def _cat(a, b):
 
 
 def indexer_v32(p, x, qr, start_pos, state, num, causal):
-    """[DSA-1] lightning indexer, V3.2 (mla-dsa.md §4.3): Q = wq_b(c^Q) [B,S,H_I,D_I] with
+    """[O-DSA-1] lightning indexer, V3.2 (mla-dsa.md §4.3): Q = wq_b(c^Q) [B,S,H_I,D_I] with
     layout [rope 64 | nope]; half-split RoPE on Q[..., :64] and on K[:64], K = LayerNorm(wk a);
     Q, K <- Hadamard; official: act_quant (one ue8m0 scale per 128 = per head / per token),
     w = f32(f32(weights_proj f32(a)) * H_I^-1/2) * sigma_q * D_I^-1/2,
@@ -58,7 +58,7 @@ def indexer_v32(p, x, qr, start_pos, state, num, causal):
 
 
 def dsa_call(p, x, start_pos, state, num):
-    """[DSA-2] one call of the V3.2 attention layer; x: [B, S, d] attention input.
+    """[O-DSA-2] one call of the V3.2 attention layer; x: [B, S, d] attention input.
     Returns (u [B,S,d] = wo(o), selected [B,S,k] absolute positions with the causally
     invisible prefill picks as -1)."""
     B, S, _ = x.shape

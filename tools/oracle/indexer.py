@@ -11,14 +11,14 @@ import rope as R
 
 
 def topk_desc(score, k):
-    """[IDX-0] indices of the k largest entries along the last axis; our tie rule: score
+    """[O-IDX-0] indices of the k largest entries along the last axis; our tie rule: score
     descending, then index ascending (torch.topk's tie order is unspecified)."""
     order = np.argsort(-score, axis=-1, kind="stable")
     return order[..., :k]
 
 
 def indexer_call(p, x, qr, start_pos, state, cs_fn, num, offset):
-    """[IDX-1] x: [B, S, d] attention input (bf16); qr: [B, S, r_q] query latent c_q;
+    """[O-IDX-1] x: [B, S, d] attention input (bf16); qr: [B, S, r_q] query latent c_q;
     returns (selected [B, S, k] with the KV offset added, -1 = not visible, emitted keys).
     official rounding points: wq_b bf16 out; RoPE bf16; Hadamard bf16; FP4 simulation of q
     (32-wide blocks); weights bf16(bf16(weights_proj a) * f32(D_I^-1/2 H_I^-1/2)); q.K einsum

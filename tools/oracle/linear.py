@@ -10,7 +10,7 @@ import numerics as nm
 
 
 def load_weight(st, name):
-    """Reads `name`.weight (+ .scale) from a SafeTensors and dequantizes it exactly. [LIN-0]
+    """Reads `name`.weight (+ .scale) from a SafeTensors and dequantizes it exactly. [O-LIN-0]
     FP8: e4m3 [out, in] with e8m0 scales [ceil(out/128), ceil(in/128)] (partial edge blocks);
     FP4: packed I8 [out, in/2] (low nibble first) with e8m0 scales [out, in/32]."""
     wname = name + ".weight"
@@ -33,7 +33,7 @@ def load_weight(st, name):
 
 
 def linear(x, W, num, out="auto"):
-    """[LIN-1] y = x W^T.  official:
+    """[O-LIN-1] y = x W^T.  official:
       fp8/fp4 weight: x -> act_quant(block 128, ue8m0) then the block-scaled GEMM; bf16 out;
       bf16 weight:   F.linear in bf16 (f32 accumulate), bf16 out;
       f32 weight:    F.linear in f32 (the input is cast to f32 first), f32 out.
@@ -51,14 +51,14 @@ def linear(x, W, num, out="auto"):
 
 
 def rmsnorm(x, w, eps, num):
-    """[NORM-1] y = w * (x * rsqrt(mean(x^2) + eps)), computed in f32, one rounding to the
+    """[O-NORM-1] y = w * (x * rsqrt(mean(x^2) + eps)), computed in f32, one rounding to the
     input dtype (bf16 everywhere it is used): (x * rsqrt) first, then * w."""
     r = 1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
     return num.bf16(w * (x * r))
 
 
 def layernorm(x, w, b, eps, num):
-    """[NORM-2] LayerNorm (V3.2 indexer k_norm): population variance, f32, bf16 out."""
+    """[O-NORM-2] LayerNorm (V3.2 indexer k_norm): population variance, f32, bf16 out."""
     mu = np.mean(x, axis=-1, keepdims=True)
     v = np.mean((x - mu) ** 2, axis=-1, keepdims=True)
     return num.bf16((x - mu) / np.sqrt(v + eps) * w + b)

@@ -14,7 +14,7 @@ import rope as R
 
 
 def softmax_scale(cfg):
-    """[MLA-0] lambda = d_qk^-1/2 * m^2 with m = 0.1 mscale ln(rope_factor) + 1 iff
+    """[O-MLA-0] lambda = d_qk^-1/2 * m^2 with m = 0.1 mscale ln(rope_factor) + 1 iff
     max_seq_len > original_seq_len (mla-dsa.md §1.5; the YaRN attention temperature)."""
     s = (cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"]) ** -0.5
     if cfg["max_seq_len"] > cfg["original_seq_len"]:
@@ -24,7 +24,7 @@ def softmax_scale(cfg):
 
 
 def mla_front(p, x, start_pos, num):
-    """[MLA-1] x: [B, S, d] (bf16 attention input).  Returns (qr [B,S,r_q] query latent,
+    """[O-MLA-1] x: [B, S, d] (bf16 attention input).  Returns (qr [B,S,r_q] query latent,
     q_nope [B,S,H,d_n], q_pe [B,S,H,d_r] (interleaved RoPE), c [B,S,r_kv] normalized KV latent
     (FP8 round trip in V3.2: act_quant 128-blocks, ue8m0, back to bf16), k_pe [B,S,d_r])."""
     B, S, _ = x.shape
@@ -49,7 +49,7 @@ def _softmax(s):
 
 
 def mla_naive(p, q_nope, q_pe, c, k_pe, mask, num):
-    """[MLA-2] MHA mode: [k^C; v] = W_b c_tau per head (bf16), k = [k^C; k^R_tau] (k^R shared
+    """[O-MLA-2] MHA mode: [k^C; v] = W_b c_tau per head (bf16), k = [k^C; k^R_tau] (k^R shared
     by the heads), l = bf16(bf16(q . k) * lambda) + mask, p = bf16(softmax_f32(l)),
     o = bf16(sum_tau p v).  q_*: [B,S,H,*]; c: [B,T,r_kv]; k_pe: [B,T,d_r]; mask: [B,S,T]
     additive (0 / -inf).  Returns o [B,S,H,d_v]."""
@@ -65,7 +65,7 @@ def mla_naive(p, q_nope, q_pe, c, k_pe, mask, num):
 
 
 def mla_absorbed(p, q_nope, q_pe, c, k_pe, mask, num):
-    """[MLA-3] MQA mode over the latent cache: q~ = bf16(W_UK^T q^C) per head,
+    """[O-MLA-3] MQA mode over the latent cache: q~ = bf16(W_UK^T q^C) per head,
     l = bf16(bf16(bf16(q~ . c_tau) + bf16(q^R . k^R_tau)) * lambda) + mask,
     p = bf16(softmax_f32(l)), o~ = bf16(sum_tau p c_tau), o = bf16(W_UV o~).
     Equal to mla_naive in exact arithmetic (mla-dsa.md §3.6)."""

@@ -54,7 +54,7 @@ class Model:
 
 
 def block_call(blk, X, tokens, start_pos, astate, cfg, num, taps, name, sub=None):
-    """[MOD-2] one Block; X: [B, S, n, d] bf16 streams; records taps under `name`.
+    """[O-MOD-2] one Block; X: [B, S, n, d] bf16 streams; records taps under `name`.
     sub(path) -> golden tensor or None: sublayer teacher forcing (diagnostic): the attention
     and the MoE are fed the golden attn.in / ffn.in instead of our own (our own are tapped)."""
     B, S, n, d = X.shape
@@ -89,14 +89,14 @@ def block_call(blk, X, tokens, start_pos, astate, cfg, num, taps, name, sub=None
 
 
 def head_logits(X, hc, norm_w, head_w, cfg, num):
-    """[MOD-3] h = HCHead(X); h = RMSNorm(h); logits = f32(h[:, -1]) W_head^T (fp32 GEMM)."""
+    """[O-MOD-3] h = HCHead(X); h = RMSNorm(h); logits = f32(h[:, -1]) W_head^T (fp32 GEMM)."""
     h = mhc.hc_head(X, hc[0], hc[1], hc[2], cfg, num)
     h = L.rmsnorm(h, norm_w, cfg["norm_eps"], num)
     return num.f32(h[:, -1] @ head_w.T)
 
 
 def forward_call(model, tokens, start_pos, state, teacher=None, sub=None):
-    """[MOD-1] one forward call over tokens [B, S] at start_pos (prefill 0, or one decode
+    """[O-MOD-1] one forward call over tokens [B, S] at start_pos (prefill 0, or one decode
     token); returns (logits [B, vocab], taps {path: array}).  teacher(i) -> golden block input
     of layer i (i >= 1) or None: teacher forcing feeds each Block the golden output of the
     previous Block so the state of every layer is built from forced inputs."""
@@ -118,7 +118,7 @@ def forward_call(model, tokens, start_pos, state, teacher=None, sub=None):
 
 
 def mtp_call(model, k, X, next_tokens, start_pos, state, taps=None):
-    """[MOD-4] MTP block k (M lines 738-766): x' = e_proj(enorm(embed(next ids))) broadcast
+    """[O-MOD-4] MTP block k (M lines 738-766): x' = e_proj(enorm(embed(next ids))) broadcast
     to the n streams + h_proj(hnorm(X)) (hnorm per stream); then one Block (its own layer id,
     SWA attention with rope_theta and no YaRN when its compress ratio is 0); then its own
     HCHead, norm and the shared head.  Not exercised by the official golden files (the

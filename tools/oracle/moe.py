@@ -11,7 +11,7 @@ def softplus(z):
 
 
 def route(a, tokens, p, cfg, num):
-    """[MOE-1] s = sqrt(softplus(f32(a) W_gate^T)) (f32); selection top-k of s + bias
+    """[O-MOE-1] s = sqrt(softplus(f32(a) W_gate^T)) (f32); selection top-k of s + bias
     (score layers) or tid2eid[token] (hash layers); weights = s[I] / sum s[I] * route_scale.
     a: [N, d]; returns (weights [N, k], indices [N, k], biased scores)."""
     logits = L.linear(a, p["gate"], num)  # f32 weight view: the official casts both to f32
@@ -29,7 +29,7 @@ def route(a, tokens, p, cfg, num):
 
 
 def expert(a, e, limit, num, weight=None):
-    """[MOE-2] g = f32(w1 a), u = f32(w3 a) (GEMM outputs bf16 in the official graph);
+    """[O-MOE-2] g = f32(w1 a), u = f32(w3 a) (GEMM outputs bf16 in the official graph);
     u <- clamp(u, -L, L), g <- min(g, L) (L = swiglu_limit > 0); h = silu(g) u;
     routed: h <- weight * h before w2; y = w2(bf16(h))."""
     g = L.linear(a, e["w1"], num)
@@ -44,7 +44,7 @@ def expert(a, e, limit, num, weight=None):
 
 
 def moe(a, tokens, p, cfg, num):
-    """[MOE-3] Y = sum over experts in ascending id of the routed outputs (f32 accumulation of
+    """[O-MOE-3] Y = sum over experts in ascending id of the routed outputs (f32 accumulation of
     bf16 expert outputs), + the shared expert; bf16(Y).  a: [N, d]; tokens: [N]."""
     wgt, ind, _ = route(a, tokens, p, cfg, num)
     y = np.zeros_like(a)

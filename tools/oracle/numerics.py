@@ -20,7 +20,7 @@ def round_float(x, mant_bits, emin, max_finite=None):
     """RNE of float64 x to a binary format with `mant_bits` stored mantissa bits, minimum
     normal exponent `emin` (subnormals below 2^emin with quantum 2^(emin-mant_bits)).
     Values above max_finite (after rounding) become +-inf.  NaN/inf pass through.
-    [NUM-1] (v4-architecture.md §3 conventions: bf16(x), f32(x) are RNE)."""
+    [O-NUM-1] (v4-architecture.md §3 conventions: bf16(x), f32(x) are RNE)."""
     x = np.asarray(x, dtype=np.float64)
     finite = np.isfinite(x)
     xf = np.where(finite, x, 0.0)
@@ -38,12 +38,12 @@ F32_MAX = float(np.finfo(np.float32).max)
 
 
 def round_bf16(x):
-    """bf16(x): RNE to bfloat16 (8 significant bits, f32 exponent range). [NUM-1]"""
+    """bf16(x): RNE to bfloat16 (8 significant bits, f32 exponent range). [O-NUM-1]"""
     return round_float(x, 7, -126, BF16_MAX)
 
 
 def round_f32(x):
-    """f32(x): RNE to binary32. [NUM-1]"""
+    """f32(x): RNE to binary32. [O-NUM-1]"""
     x = np.asarray(x, dtype=np.float64)
     return x.astype(np.float32).astype(np.float64)   # IEEE conversion is RNE
 
@@ -56,12 +56,12 @@ E2M1_MAX = 6.0
 
 def round_e4m3(x):
     """e4m3(x): RNE to FP8 E4M3FN after clamping to +-448 (3 mantissa bits, emin -6,
-    subnormal quantum 2^-9). [NUM-2] (mla-dsa.md §0 conventions; v4 §3.2)."""
+    subnormal quantum 2^-9). [O-NUM-2] (mla-dsa.md §0 conventions; v4 §3.2)."""
     return round_float(np.clip(x, -E4M3_MAX, E4M3_MAX), 3, -6)
 
 
 def decode_e4m3(codes):
-    """E4M3FN byte codes -> float64 (0x7F/0xFF = NaN). [NUM-2]"""
+    """E4M3FN byte codes -> float64 (0x7F/0xFF = NaN). [O-NUM-2]"""
     codes = np.asarray(codes, dtype=np.int64)
     s = np.where(codes & 0x80, -1.0, 1.0)
     e = (codes >> 3) & 0xF
@@ -71,7 +71,7 @@ def decode_e4m3(codes):
 
 
 def encode_e4m3(x):
-    """float -> E4M3FN byte codes, RNE with saturation to +-448 (NaN -> 0x7F). [NUM-2]"""
+    """float -> E4M3FN byte codes, RNE with saturation to +-448 (NaN -> 0x7F). [O-NUM-2]"""
     x = np.asarray(x, dtype=np.float64)
     r = round_e4m3(np.where(np.isnan(x), 0.0, x))
     sign = np.signbit(r).astype(np.int64) << 7
@@ -92,12 +92,12 @@ E2M1_GRID = np.array([0, .5, 1, 1.5, 2, 3, 4, 6, -0.0, -.5, -1, -1.5, -2, -3, -4
 
 def round_e2m1(x):
     """e2m1(x): RNE to FP4 E2M1 after clamping to +-6 (1 mantissa bit, emin 0, subnormal 0.5):
-    ties go to the even code, 0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2, 3.5->4, 5->4. [NUM-3]"""
+    ties go to the even code, 0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2, 3.5->4, 5->4. [O-NUM-3]"""
     return round_float(np.clip(x, -E2M1_MAX, E2M1_MAX), 1, 0)
 
 
 def decode_e2m1_packed(packed):
-    """Packed FP4 bytes [.., K/2] (low nibble = element 2j, high = 2j+1) -> float64 [.., K]. [NUM-3]"""
+    """Packed FP4 bytes [.., K/2] (low nibble = element 2j, high = 2j+1) -> float64 [.., K]. [O-NUM-3]"""
     b = np.asarray(packed).astype(np.int64) & 0xFF
     lo, hi = b & 0xF, b >> 4
     out = np.empty(b.shape[:-1] + (2 * b.shape[-1],))
@@ -111,7 +111,7 @@ def decode_e2m1_packed(packed):
 
 def pow2_ceil_scale(amax, inv_max):
     """s = 2^ceil(log2(f32(f32(amax) * f32(inv_max)))), the ceil taken on the f32 bits
-    (exponent - 127, +1 if any mantissa bit is set).  [NUM-4] (v4 §3.2, §3.3; mla-dsa §1.2)"""
+    (exponent - 127, +1 if any mantissa bit is set).  [O-NUM-4] (v4 §3.2, §3.3; mla-dsa §1.2)"""
     p = (np.asarray(amax, dtype=np.float32) * np.float32(inv_max)).astype(np.float32)
     bits = p.view(np.uint32).astype(np.int64)
     exp = ((bits >> 23) & 0xFF) - 127 + ((bits & 0x7FFFFF) != 0)
@@ -128,7 +128,7 @@ def _blocks(x, block):
 def act_quant(x, block=128):
     """FP8 activation quantization (official act_quant with scale_fmt ue8m0, non-in-place):
     per row and `block`-wide block, a = max(max|x|, 1e-4), s = pow2_ceil_scale(a, 1/448),
-    q = e4m3(clamp(x/s)).  Returns (q values as float64 [.., K], s [.., K/block]). [NUM-5]"""
+    q = e4m3(clamp(x/s)).  Returns (q values as float64 [.., K], s [.., K/block]). [O-NUM-5]"""
     xb = _blocks(x, block)
     amax = np.maximum(np.abs(xb).max(axis=-1), 1e-4)
     s = pow2_ceil_scale(amax, 1.0 / 448.0)
@@ -137,7 +137,7 @@ def act_quant(x, block=128):
 
 
 def fp8_sim(x, block):
-    """In-place FP8 simulation (current kernel.py, QAT): x <- bf16(e4m3(x/s) * s). [NUM-6]"""
+    """In-place FP8 simulation (current kernel.py, QAT): x <- bf16(e4m3(x/s) * s). [O-NUM-6]"""
     q, s = act_quant(x, block)
     qb = _blocks(q, block)
     return round_bf16((qb * s[..., None]).reshape(np.shape(x)))
@@ -145,7 +145,7 @@ def fp8_sim(x, block):
 
 def fp4_sim(x, block=32):
     """In-place FP4 simulation: a = max(max|x|, 6*2^-126), s = pow2_ceil_scale(a, 1/6),
-    x <- bf16(e2m1(clamp(x/s, -6, 6)) * s). [NUM-7] (v4 §3.3)"""
+    x <- bf16(e2m1(clamp(x/s, -6, 6)) * s). [O-NUM-7] (v4 §3.3)"""
     xb = _blocks(x, block)
     amax = np.maximum(np.abs(xb).max(axis=-1), 6 * 2.0 ** -126)
     s = pow2_ceil_scale(amax, 1.0 / 6.0)
@@ -157,7 +157,7 @@ def fp4_sim(x, block=32):
 
 
 def hadamard_matrix(n):
-    """Unnormalized Sylvester-Hadamard matrix H[i][j] = (-1)^popcount(i & j). [NUM-8]"""
+    """Unnormalized Sylvester-Hadamard matrix H[i][j] = (-1)^popcount(i & j). [O-NUM-8]"""
     i = np.arange(n)
     pc = np.zeros((n, n), dtype=np.int64)
     a = i[:, None] & i[None, :]
@@ -171,7 +171,7 @@ _HAD = {}
 
 
 def hadamard(x):
-    """rot(x) = n^-1/2 * H_n x over the last dim (orthogonal). [NUM-8] (v4 §3.5, mla-dsa §1.6)"""
+    """rot(x) = n^-1/2 * H_n x over the last dim (orthogonal). [O-NUM-8] (v4 §3.5, mla-dsa §1.6)"""
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
     if n not in _HAD:

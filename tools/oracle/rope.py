@@ -9,7 +9,7 @@ import numpy as np
 
 
 def yarn_freqs(rope_dim, base, factor, original_seq_len, beta_fast, beta_slow, yarn, num):
-    """[ROPE-1] omega_i = 1/base^(2i/r), i < r/2; with YaRN: corr(rho) = r ln(L/(2 pi rho)) /
+    """[O-ROPE-1] omega_i = 1/base^(2i/r), i < r/2; with YaRN: corr(rho) = r ln(L/(2 pi rho)) /
     (2 ln base), lo = max(floor(corr(beta_fast)), 0), hi = min(ceil(corr(beta_slow)), r-1)
     (hi += 0.001 if equal), ramp_i = clamp((i-lo)/(hi-lo), 0, 1), smooth = 1 - ramp,
     omega <- omega/factor * (1 - smooth) + omega * smooth.
@@ -45,7 +45,7 @@ def yarn_freqs(rope_dim, base, factor, original_seq_len, beta_fast, beta_slow, y
 
 
 def cos_sin(freqs, positions, num):
-    """[ROPE-2] phi(t, i) = t * omega_i; returns (cos, sin) [len(positions), r/2].
+    """[O-ROPE-2] phi(t, i) = t * omega_i; returns (cos, sin) [len(positions), r/2].
     official: f32 angle f32(f32(t) * omega), f32 cos/sin (torch.polar of an f32 table)."""
     t = np.asarray(positions)
     if num.official:
@@ -66,7 +66,7 @@ def _bcast(c, x):
 
 
 def rope_interleaved(x, cs, num, inverse=False):
-    """[ROPE-3] interleaved pairs (x[2i], x[2i+1]) <- (a c - b s, a s + b c); inverse uses -s.
+    """[O-ROPE-3] interleaved pairs (x[2i], x[2i+1]) <- (a c - b s, a s + b c); inverse uses -s.
     x: [B, S, r] or [B, S, H, r]; cs = cos_sin(...) for the S positions. Output bf16 in
     official mode (the official code copies the f32 product back into a bf16 tensor)."""
     c, s = cs
@@ -81,7 +81,7 @@ def rope_interleaved(x, cs, num, inverse=False):
 
 
 def rope_half_split(x, cs, num):
-    """[ROPE-4] half-split pairs (x[i], x[i + r/2]) (V3.2 indexer after the 2025-11-17 fix)."""
+    """[O-ROPE-4] half-split pairs (x[i], x[i + r/2]) (V3.2 indexer after the 2025-11-17 fix)."""
     c, s = cs
     c, s = _bcast(c, x), _bcast(s, x)
     h = x.shape[-1] // 2

@@ -10,7 +10,7 @@ BLOCK = 64
 
 
 def sparse_attention(q, kv, sink, idx, scale, num):
-    """[SPA-1] q: [B, S, H, D]; kv: [B, N, D] (the KV buffer); sink: [H] (f32);
+    """[O-SPA-1] q: [B, S, H, D]; kv: [B, N, D] (the KV buffer); sink: [H] (f32);
     idx: [B, S, K] int rows of kv, -1 = none (contributes nothing); returns o [B, S, H, D].
     official: the kernel's numerics -- keys in blocks of 64 in list order, online softmax with
     the running max, unnormalized probabilities rounded to bf16 before P.V (the denominator

@@ -25,7 +25,7 @@ class AttnState:
 
 
 def window_indices(w, S, start_pos):
-    """[WIN-1] window part of the index list (official layout).
+    """[O-WIN-1] window part of the index list (official layout).
     prefill: row s lists positions max(0, s-w+1) .. in ascending order, -1 past s, width
     min(S, w); decode at t: the ring slots oldest -> newest (slot = position mod w), -1 pad
     while t < w-1.  Returns [S, width]."""
@@ -43,7 +43,7 @@ def window_indices(w, S, start_pos):
 
 
 def compressed_indices_all(m, S, start_pos, offset):
-    """[WIN-2] HCA: every visible entry j < floor((t+1)/m), ascending, + offset; prefill rows
+    """[O-WIN-2] HCA: every visible entry j < floor((t+1)/m), ascending, + offset; prefill rows
     list all S/m entries with the invisible ones as -1."""
     if start_pos > 0:
         return (np.arange((start_pos + 1) // m) + offset)[None, :]
@@ -53,7 +53,7 @@ def compressed_indices_all(m, S, start_pos, offset):
 
 
 def head_rms(q, eps, num):
-    """[ATT-2] per-head q <- q * rsqrt(mean(q^2) + eps), no weight.  official: bf16 tensor
+    """[O-ATT-2] per-head q <- q * rsqrt(mean(q^2) + eps), no weight.  official: bf16 tensor
     ops, each step rounded (q^2, mean, +eps, rsqrt, product)."""
     if not num.official:
         return q / np.sqrt(np.mean(q * q, axis=-1, keepdims=True) + eps)
@@ -65,7 +65,7 @@ def head_rms(q, eps, num):
 
 
 def attention_call(p, x, start_pos, state, num):
-    """[ATT-1] x: [B, S, d] attention input a = RMSNorm(HCPre(X)) (bf16); returns
+    """[O-ATT-1] x: [B, S, d] attention input a = RMSNorm(HCPre(X)) (bf16); returns
     (o [B, S, d], taps dict).  Order (official): q path, window kv, indexer (runs its
     compressor), main compressor, one sparse softmax over window U compressed, de-RoPE,
     grouped low-rank output wo_a (bf16 einsum) then wo_b."""
@@ -75,17 +75,17 @@ def attention_call(p, x, start_pos, state, num):
     cs_fn = p["cs_fn"]
     cs = cs_fn(np.arange(start_pos, end))
     taps = {}
-    # q path [ATT-2]
+    # q path [O-ATT-2]
     qr = L.rmsnorm(L.linear(x, p["wq_a"], num), p["q_norm"], p["eps"], num)
     q = L.linear(qr, p["wq_b"], num).reshape(B, S, H, D)
     q = head_rms(q, p["eps"], num).copy()
     q[..., -rd:] = R.rope_interleaved(q[..., -rd:], cs, num)
-    # window kv [ATT-3]
+    # window kv [O-ATT-3]
     kv = L.rmsnorm(L.linear(x, p["wkv"], num), p["kv_norm"], p["eps"], num).copy()
     kv[..., -rd:] = R.rope_interleaved(kv[..., -rd:], cs, num)
     kv[..., :-rd] = num.fp8_sim(kv[..., :-rd], 64)
     state.raw = kv if state.raw is None else np.concatenate([state.raw, kv], axis=1)
-    # index lists [WIN-1], [WIN-2], [IDX-1]
+    # index lists [O-WIN-1], [O-WIN-2], [O-IDX-1]
     win = window_indices(w, S, start_pos)
     idx = np.broadcast_to(win[None], (B,) + win.shape)
     offset = S if start_pos == 0 else w
@@ -102,7 +102,7 @@ def attention_call(p, x, start_pos, state, num):
         new = C.compressor_call(p["compressor"], x, start_pos, state.comp, cs_fn, num)
         if new is not None:
             taps["attn.compressor"] = new
-    # KV buffer as the official code lays it out [ATT-4]
+    # KV buffer as the official code lays it out [O-ATT-4]
     if start_pos == 0:
         buf = kv
         if m and state.comp.n_entries():
@@ -118,7 +118,7 @@ def attention_call(p, x, start_pos, state, num):
     o = sparse_attention(q, buf, p["sink"], np.asarray(idx), D ** -0.5, num)
     o = o.copy()
     o[..., -rd:] = R.rope_interleaved(o[..., -rd:], cs, num, inverse=True)
-    # grouped output projection [ATT-5]
+    # grouped output projection [O-ATT-5]
     G = p["o_groups"]
     o = o.reshape(B, S, G, -1)
     wa = p["wo_a"]["w"].reshape(G, p["o_lora_rank"], -1)
