@@ -23,6 +23,7 @@
 #define MB 16              /* input rows per task */
 #define KC 128             /* K chunk dequantized at once: [KC][RB] doubles = 16 KiB (L1) */
 
+/* The weight's name for messages (ref/linear.c: wname). */
 static const char *wname(const dsv4_weight *w)
 {
     return w->name ? w->name : "weight";
@@ -35,12 +36,14 @@ typedef struct {
     float e2m1[16];        /* e2m1_to_float of every code */
 } luts;
 
+/* [NUM-3] [NUM-5] The decode tables, filled by the reference's own decoders. */
 static void luts_init(luts *L)
 {
     for (int i = 0; i < 256; i++) L->e4m3[i] = e4m3_to_float((uint8_t)i);
     for (int i = 0; i < 16; i++) L->e2m1[i] = e2m1_to_float((uint8_t)i);
 }
 
+/* Element i of an unaligned fp32 array. */
 static float ld_f32(const void *p, int64_t i)
 {
     float v;
@@ -60,6 +63,7 @@ static float ld_bf16(const void *p, int64_t i)
     return v;
 }
 
+/* Byte i. */
 static uint8_t ld_u8(const void *p, int64_t i)
 {
     return ((const unsigned char *)p)[i];

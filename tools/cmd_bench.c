@@ -46,12 +46,14 @@ static const bench_dims k_quick = { "quick (V4-Flash / 8)", 512, 8, 128, 256, 2,
 
 typedef struct { uint64_t s; } brng;
 
+/* xorshift64*: the bench's deterministic random numbers. */
 static uint64_t brng_next(brng *r)
 {
     r->s ^= r->s >> 12; r->s ^= r->s << 25; r->s ^= r->s >> 27;
     return r->s * 2685821657736338717ULL;
 }
 
+/* Uniform in [-1, 1). */
 static float brng_unif(brng *r)
 {
     return (float)((double)(brng_next(r) >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
@@ -62,6 +64,7 @@ typedef enum { W_BF16, W_FP8, W_FP4 } wkind;
 #define MAX_ALLOC 256
 typedef struct { void *p[MAX_ALLOC]; int n; brng r; } arena;
 
+/* Zeroed n bytes, freed with the arena; NULL with an error. */
 static void *arena_alloc(arena *a, size_t n)
 {
     if (a->n == MAX_ALLOC) { dsv4_set_error("bench: too many buffers"); return NULL; }
@@ -70,12 +73,14 @@ static void *arena_alloc(arena *a, size_t n)
     return p;
 }
 
+/* Frees every buffer of the arena. */
 static void arena_free(arena *a)
 {
     for (int i = 0; i < a->n; i++) free(a->p[i]);
     a->n = 0;
 }
 
+/* n bf16-valued floats uniform in [-scale, scale). */
 static float *arena_floats(arena *a, int64_t n, float scale)
 {
     float *x = arena_alloc(a, sizeof(float) * (size_t)n);
@@ -141,6 +146,9 @@ typedef struct {
     float *kvc, *keys;
 } blayer;
 
+/* The weights of one layer (ratio 4: CSA with the indexer; 128: HCA) and its cache for a
+ * context of max_ctx tokens: window rows + compressed entries [win + max_ctx/ratio, D], indexer
+ * keys [max_ctx/4, D_I]. */
 static int layer_init(arena *a, blayer *L, const bench_dims *d, int ratio, int64_t max_ctx)
 {
     memset(L, 0, sizeof *L);
@@ -186,6 +194,7 @@ typedef struct {
     int64_t *pick, *list;
 } bbuf;
 
+/* The activations of S rows. */
 static int buf_init(arena *a, bbuf *b, const bench_dims *d, int64_t S, int64_t max_ctx)
 {
     int64_t n_pairs = S * d->n_act;
@@ -217,6 +226,7 @@ static int buf_init(arena *a, bbuf *b, const bench_dims *d, int64_t S, int64_t m
     return b->list && b->pick && b->score && b->acc && b->y && b->x ? 0 : -1;
 }
 
+/* Monotonic seconds. */
 static double now_s(void)
 {
     struct timespec ts;
@@ -331,7 +341,8 @@ static int step_attn(const dsv4_kernels *K, const blayer *L, const bench_dims *d
 
 typedef struct { const char *label; const dsv4_kernels *K; int threads; } bcfg;
 
-static double copy_bw(size_t bytes, int threads, double *bw1)
+/* [BK-5] Copy bandwidth at `threads` threads: 2 * bytes / best time of copy_omp (GB/s). */
+static double copy_bw(size_t bytes, int threads)
 {
     char *a = malloc(bytes), *b = malloc(bytes);
     double best = 1e30;
@@ -347,10 +358,10 @@ static double copy_bw(size_t bytes, int threads, double *bw1)
     }
     free(a);
     free(b);
-    (void)bw1;
     return 2.0 * (double)bytes / best / 1e9;
 }
 
+/* "4K,64K,256K" or "1,2,4" -> out; the count, or -1. */
 static int parse_list(const char *s, int64_t *out, int max)
 {
     int n = 0;
@@ -367,6 +378,7 @@ static int parse_list(const char *s, int64_t *out, int max)
     return n;
 }
 
+/* The command's help. */
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -383,6 +395,7 @@ static void usage(FILE *f)
             "  --no-ref          omp only (the reference is the slowest part)\n");
 }
 
+/* [BK-5] `dsv4ref bench`: the report (see the file comment). */
 int cmd_bench(int argc, char **argv)
 {
     const bench_dims *d = &k_flash;
@@ -427,7 +440,7 @@ int cmd_bench(int argc, char **argv)
     double cbw[MAX_CFG];
     printf("\ncopy bandwidth (parallel memcpy of %zu MiB, bytes read + written):\n", cbytes >> 20);
     for (int i = 0; i < n_cfg; i++) {
-        cbw[i] = copy_bw(cbytes, cfg[i].threads, NULL);
+        cbw[i] = copy_bw(cbytes, cfg[i].threads);
         if (cfg[i].K == dsv4_kernels_omp() || !with_ref)
             printf("  %2d thread%s %7.2f GB/s\n", cfg[i].threads, cfg[i].threads > 1 ? "s" : " ", cbw[i]);
     }
