@@ -433,8 +433,13 @@ int cmd_bench(int argc, char **argv)
     if (with_ref) cfg[n_cfg++] = (bcfg){ "ref", dsv4_kernels_ref(), 1 };
     for (int i = 0; i < n_thr; i++) cfg[n_cfg++] = (bcfg){ "omp", dsv4_kernels_omp(), (int)thr[i] };
 
-    printf("dsv4ref bench: %s dims, numerics %s, prefill chunk S = %lld tokens, omp max threads %d\n",
-           d->name, dsv4_numerics_name(num), (long long)S, dsv4_omp_set_threads(0));
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    printf("dsv4ref bench: %s dims, numerics %s, prefill chunk S = %lld tokens, omp max threads %d, "
+           "OMP_WAIT_POLICY %s\n", d->name, dsv4_numerics_name(num), (long long)S,
+           dsv4_omp_set_threads(0), wait ? wait : "unset");
+    if (!wait)
+        printf("note: OMP_WAIT_POLICY is unset: every short parallel region may pay a thread wake-up;\n"
+               "      `make bench` (tools/bench.sh) sets OMP_WAIT_POLICY=active\n");
     /* copy bandwidth per thread count */
     size_t cbytes = d == &k_quick ? (size_t)64 << 20 : (size_t)512 << 20;
     double cbw[MAX_CFG];
@@ -466,6 +471,14 @@ int cmd_bench(int argc, char **argv)
             bbuf *b = ph == 0 ? &bp : &bd;
             int reps = ph == 0 ? 2 : 3;
             double tproj[MAX_CFG], tatt[MAX_CFG][MAX_CTX], tidx[MAX_CFG][MAX_CTX];
+            attn_times warm = { 0.0, 0.0 };
+            /* warm-up (untimed): first touches of the buffers, the thread pool at its largest */
+            dsv4_omp_set_threads((int)thr[n_thr - 1]);
+            if (step_proj(dsv4_kernels_omp(), &L, d, n, b, num) ||
+                step_attn(dsv4_kernels_omp(), &L, d, n, ctxs[0], b, num, &warm)) {
+                fprintf(stderr, "dsv4ref bench: %s\n", dsv4_last_error());
+                goto done;
+            }
             for (int i = 0; i < n_cfg; i++) {
                 dsv4_omp_set_threads(cfg[i].threads);
                 tproj[i] = 1e30;
