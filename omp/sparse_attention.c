@@ -31,17 +31,26 @@ static void load_qt(const float *q, int64_t h0, int64_t G, int64_t D, double *qt
 }
 
 /* s[g] = sum_d q_g[d] * k[d] for the G heads, ascending d per head (the reference's double
- * dot product); HB heads advance together. s: [ceil(G/HB) * HB]. */
+ * dot product); HB heads advance together, a last partial block (G mod HB heads: many
+ * threads, few heads each) only its own heads. s: [ceil(G/HB) * HB]. */
 static void logits_row(const double *qt, int64_t G, int64_t D, const float *k, double *s)
 {
     int64_t nhb = (G + HB - 1) / HB;
     for (int64_t hb = 0; hb < nhb; hb++) {
         double a[HB];
         const double *qb = qt + hb * D * HB;
+        int64_t nh = G - hb * HB < HB ? G - hb * HB : HB;
         for (int h = 0; h < HB; h++) a[h] = 0.0;
-        for (int64_t d = 0; d < D; d++) {
-            double kd = (double)k[d];
-            for (int h = 0; h < HB; h++) a[h] += qb[d * HB + h] * kd;
+        if (nh == HB) {
+            for (int64_t d = 0; d < D; d++) {
+                double kd = (double)k[d];
+                for (int h = 0; h < HB; h++) a[h] += qb[d * HB + h] * kd;
+            }
+        } else {
+            for (int64_t d = 0; d < D; d++) {
+                double kd = (double)k[d];
+                for (int64_t h = 0; h < nh; h++) a[h] += qb[d * HB + h] * kd;
+            }
         }
         for (int h = 0; h < HB; h++) s[hb * HB + h] = a[h];
     }

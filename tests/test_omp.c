@@ -210,13 +210,14 @@ static void test_hadamard(void **state)
 
 /* ---- sparse attention ---- */
 
-/* [SPA-1..SPA-4] 7 heads (uneven groups at 2 and 3 threads; fewer than a 16-head block), D = 72 (a partial 16-channel chunk), 200 listed rows (three
+/* [SPA-1..SPA-4] 20 heads (a full 16-head block and a partial one; uneven groups of 10 and
+ * 6/7 at 2 and 3 threads), D = 72 (a partial 16-channel chunk), 200 listed rows (three
  * full 64-blocks and a partial one) whose first 64 are masked (pitfall 13: a leading
  * all-masked block), more -1 entries and repeated rows later; plus an all-masked list. */
 static void test_sparse_attention(void **state)
 {
     (void)state;
-    enum { H = 7, D = 72, NKV = 300, NI = 200 };
+    enum { H = 20, D = 72, NKV = 300, NI = 200 };
     test_rng r = { 31337 };
     float *q = malloc(sizeof(float) * H * D), *kv = malloc(sizeof(float) * NKV * D);
     float sink[H], *oa = malloc(sizeof(float) * H * D), *ob = malloc(sizeof(float) * H * D);
