@@ -255,9 +255,12 @@ int dsa_indexer_forward(dsa_indexer *I, const float *x, const float *qr, int64_t
                 float *out = score + bs * end_pos;
                 for (int64_t j = 0; j < end_pos; j++) out[j] = j < nvis ? row[j] : -INFINITY;
             }
-            int64_t kv = k < nvis ? k : nvis;
-            topk_desc(row, nvis, kv, pick);
-            for (int64_t j = 0; j < k; j++) topk[bs * k + j] = j < kv ? pick[j] : -1;
+            /* [DSA-8] top-k over the whole row of end_pos keys, the causally invisible ones
+             * at -inf (as the official prefill masks them), then invisible picks -> -1 */
+            for (int64_t j = nvis; j < end_pos; j++) row[j] = -INFINITY;
+            int64_t kv = k < end_pos ? k : end_pos;
+            if (topk_select(row, end_pos, kv, pick)) goto done;
+            for (int64_t j = 0; j < k; j++) topk[bs * k + j] = (j < kv && pick[j] < nvis) ? pick[j] : -1;
         }
     rc = 0;
 done:

@@ -107,7 +107,7 @@ void indexer_scores(const v4_indexer *I, const float *q, const float *w, const f
  * w = bf16(weights_proj(x) * f32(D_I^-1/2 H_I^-1/2)) [IDX-3]. Keys: the indexer compressor
  * runs first, so a key emitted by this very token is scored [IDX-2].
  * Visibility [IDX-5] / [CSA-1]: entry j is visible to query t iff j < floor((t+1)/4);
- * selection [IDX-6]: top-k of the visible scores with topk_desc (score desc, index asc:
+ * selection [IDX-6]: top-k of the visible scores with topk_select ([TOPK-1] score desc, index asc, or [TOPK-2] torch's CPU order:
  * pitfall 12), -1 for picks beyond the visible entries. */
 int indexer_forward(v4_indexer *I, const float *x, const float *qr, int64_t B, int64_t S,
                     int64_t start_pos, int64_t *idx, int64_t *n_new)
@@ -183,7 +183,7 @@ int indexer_forward(v4_indexer *I, const float *x, const float *qr, int64_t B, i
                     dsv4_set_error("indexer: NaN index score at position %lld", (long long)t);
                     goto done;
                 }
-            topk_desc(score, n_total, kk, pick);
+            if (topk_select(score, n_total, kk, pick)) goto done;
             for (int64_t k = 0; k < kk; k++)
                 idx[i * kk + k] = pick[k] < vis ? pick[k] : -1;
         }

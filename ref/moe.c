@@ -130,7 +130,10 @@ int moe_route(const moe_layer *L, const float *a, const int64_t *tokens, int64_t
                     free(logit); free(sel); free(s);
                     return dsv4_set_error("router: NaN score for expert %lld", (long long)e);
                 }
-            topk_desc(sel, E, k, it);
+            if (topk_select(sel, E, k, it)) {
+                free(logit); free(sel); free(s);
+                return -1;
+            }
         }
         double wsum = 0.0;
         for (int64_t i = 0; i < k; i++) wsum = fl(wsum + s[it[i]], num);

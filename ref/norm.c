@@ -50,15 +50,31 @@ void rmsnorm(const float *x, const float *w, float *y, int64_t n_rows, int dim, 
 
 /* [NORM-2] x: [n_rows, dim] in place, no weight (V4 q per-head norm:
  * q *= rsqrt(q.square().mean(-1) + eps) on a bf16 tensor, every op a bf16 tensor op).
+ * n_rows must be ALL rows of the call ([B, S, H] flattened, in that order): the row index
+ * decides which of PyTorch's two CPU code paths computed its rsqrt [NORM-2b].
  * official: s_j = bf16(x_j^2); m = bf16(f32(f32(sum_j s_j) / dim)); m = bf16(m + eps);
- *           r = bf16(f32(1 / sqrtf(m))); x_j = bf16(x_j * r).
+ *           r = bf16(f32(1 / sqrtf(m)))            rows in the vectorized body,
+ *           r = bf16(f32(1 / bf16(sqrtf(m))))      rows in the scalar tail;
+ *           x_j = bf16(x_j * r).
  *   (the mean of a bf16 tensor is summed in fp32 and divided in fp32, then cast to bf16;
- *    the scalar eps stays fp32 in the addition; rsqrt = 1/sqrt in fp32.)
+ *    the scalar eps stays fp32 in the addition.)
  * exact: x_j / sqrt(mean(x^2) + eps) in double, fp32 out.
- * Pitfall guarded: computing it as an fp32 RMSNorm (one rounding): five bf16 roundings
- * differ from one by up to ~4 bf16 ulps of the scale factor r. */
+ * Pitfalls guarded: computing it as an fp32 RMSNorm (one rounding): five bf16 roundings
+ * differ from one by up to ~4 bf16 ulps of the scale factor r; and [NORM-2b] below. */
+/* [NORM-2b] PyTorch's CPU elementwise loop runs 2 * Vectorized<BFloat16>::size() elements
+ * per vector step (32 with AVX2, the golden generator's build) and the remaining
+ * n mod 32 elements through the scalar lambda, where `1 / std::sqrt(BFloat16)` rounds the
+ * square root to bf16 before dividing: those rows get two roundings instead of one.
+ * 0 models a single rounding everywhere (the GPU kernel, and the mathematics). */
+static int g_torch_cpu_vec_loop = 32;
+
+void rmsnorm_head_set_torch_vec_loop(int n) { g_torch_cpu_vec_loop = n > 0 ? n : 0; }
+int rmsnorm_head_torch_vec_loop(void) { return g_torch_cpu_vec_loop; }
+
 void rmsnorm_head(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics num)
 {
+    int64_t w = g_torch_cpu_vec_loop;
+    int64_t body = w > 0 ? n_rows - n_rows % w : n_rows;   /* rows [body, n_rows) = scalar tail */
     for (int64_t row = 0; row < n_rows; row++) {
         float *xr = x + row * dim;
         if (num == DSV4_OFFICIAL) {
@@ -66,7 +82,9 @@ void rmsnorm_head(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics nu
             for (int j = 0; j < dim; j++) ss += (double)round_bf16(xr[j] * xr[j]);
             float m = round_bf16((float)ss / (float)dim);
             m = round_bf16(m + eps);
-            float r = round_bf16(1.0f / sqrtf(m));
+            float sq = sqrtf(m);
+            if (row >= body) sq = round_bf16(sq);   /* scalar tail: sqrt rounded to bf16 first */
+            float r = round_bf16(1.0f / sq);
             for (int j = 0; j < dim; j++) xr[j] = round_bf16(xr[j] * r);
         } else {
             double ss = 0.0;

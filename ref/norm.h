@@ -11,10 +11,17 @@
 void rmsnorm(const float *x, const float *w, float *y, int64_t n_rows, int dim, float eps,
              dsv4_numerics num);
 
-/* [NORM-2] V4 query per-head norm, no weight. x: [n_rows, dim] in place.
+/* [NORM-2] V4 query per-head norm, no weight. x: [n_rows, dim] in place; n_rows = every
+ * [B, S, H] row of the call, in that order.
  * official: every step a bf16 tensor op: s = bf16(x^2); m = bf16(mean_f32acc(s));
- * m = bf16(m + eps); r = bf16(rsqrt(m)); x = bf16(x * r).  exact: as rmsnorm without w. */
+ * m = bf16(m + eps); r = bf16(rsqrt(m)); x = bf16(x * r), where rsqrt follows PyTorch's CPU
+ * loop [NORM-2b]: the last n_rows mod 32 rows take bf16(1 / bf16(sqrt(m))).
+ * exact: as rmsnorm without w. */
 void rmsnorm_head(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics num);
+/* [NORM-2b] the CPU vector-loop width that splits body and scalar tail (default 32 =
+ * 2 x Vectorized<BFloat16>::size() under AVX2); 0 = one rounding everywhere (GPU). */
+void rmsnorm_head_set_torch_vec_loop(int n);
+int rmsnorm_head_torch_vec_loop(void);
 
 /* [NORM-3] LayerNorm (population variance) with weight g and bias b: [dim].
  * official: computed in fp32 on f32(x), y = bf16(...). exact: double, fp32 out. */

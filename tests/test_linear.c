@@ -9,8 +9,6 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#ifndef cm_print_error
-#endif
 #include "testutil.h"
 #include "numerics.h"
 #include "linear.h"

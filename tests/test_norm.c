@@ -3,8 +3,6 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
-#ifndef cm_print_error
-#endif
 #include "testutil.h"
 #include "numerics.h"
 #include "norm.h"
@@ -104,6 +102,39 @@ static void test_rmsnorm_head_hand(void **state)
 /* On random rows the bf16 chain and the fp32 form differ measurably (the chain moves the
  * scale factor by up to ~2 bf16 ulps), and both stay within a few bf16 ulps of fp64.
  * Trap: same as above, at scale. */
+/* [NORM-2b] PyTorch's CPU rsqrt on a bf16 tensor: the vector body rounds 1/sqrt once, the
+ * scalar tail (the last n mod 32 elements) rounds sqrt to bf16 first. A row constant c whose
+ * mean m = bf16(c^2) makes the two differ shows it: rows 0..31 of a 33-row call take the
+ * single rounding, row 32 the double one; with the width set to 0 every row is single. */
+static void test_rmsnorm_head_torch_tail(void **state)
+{
+    (void)state;
+    enum { D = 8, N = 33 };
+    float c = 0.0f, r1 = 0.0f, r2 = 0.0f;
+    for (uint16_t b = 0x3f00; b < 0x4080; b++) {          /* bf16 values in [0.5, 4) */
+        float v = bf16_to_float(b);
+        float m = round_bf16(round_bf16(round_bf16(v * v)) + 1e-6f);
+        float s1 = round_bf16(1.0f / sqrtf(m)), s2 = round_bf16(1.0f / round_bf16(sqrtf(m)));
+        if (s1 != s2 && round_bf16(v * s1) != round_bf16(v * s2)) { c = v; r1 = s1; r2 = s2; break; }
+    }
+    assert_true(c != 0.0f);
+    static float x[N * D];
+    int saved = rmsnorm_head_torch_vec_loop();
+    for (int w = 32; w >= 0; w -= 32) {
+        rmsnorm_head_set_torch_vec_loop(w);
+        for (int i = 0; i < N * D; i++) x[i] = c;
+        rmsnorm_head(x, N, D, 1e-6f, DSV4_OFFICIAL);
+        for (int row = 0; row < N; row++) {
+            float want = round_bf16(c * ((w > 0 && row >= 32) ? r2 : r1));
+            if (x[row * D] != want)
+                fail_msg("[NORM-2b] width %d row %d: got %.9g want %.9g\n  likely bug: the scalar-tail "
+                         "double rounding of rsqrt applied to the wrong rows (or not at all)",
+                         w, row, (double)x[row * D], (double)want);
+        }
+    }
+    rmsnorm_head_set_torch_vec_loop(saved);
+}
+
 static void test_rmsnorm_head_vs_fp32_form(void **state)
 {
     (void)state;
@@ -163,6 +194,7 @@ int main(void)
         cmocka_unit_test(test_rmsnorm_single_rounding),
         cmocka_unit_test(test_rmsnorm_head_hand),
         cmocka_unit_test(test_rmsnorm_head_vs_fp32_form),
+        cmocka_unit_test(test_rmsnorm_head_torch_tail),
         cmocka_unit_test(test_layernorm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,7 +12,9 @@
 #include "json.h"
 #include "model.h"
 #include "safetensors.h"
+#include "norm.h"
 #include "tapcmp.h"
+#include "topk.h"
 #include "taps.h"
 #include "wsrc.h"
 
@@ -30,6 +32,11 @@ static void usage(FILE *f)
             "                     tap judged); without it the model runs free and only the logits\n"
             "                     are judged (median row error <= 5e-2, same argmax >= 75%%)\n"
             "  --dump OUT         write our taps under the golden names (also when it fails)\n"
+            "  --tie-rule R       top-k ties: spec (score desc, index asc) or torch-cpu (the order\n"
+            "                     torch.topk gives on the CPU); default torch-cpu when the file's\n"
+            "                     `source` is DeepSeek's official code, else spec [TOPK-2]\n"
+            "  --torch-vec-loop N official-mode per-head rsqrt: PyTorch's CPU vector-loop width\n"
+            "                     (default 32; 0 = one rounding everywhere) [NORM-2b]\n"
             "exit: 0 pass, 1 a comparison failed, 2 bad input\n");
 }
 
@@ -147,13 +154,23 @@ done:
 
 int cmd_check(int argc, char **argv)
 {
-    const char *golden = NULL, *dump = NULL, *num_arg = NULL;
+    const char *golden = NULL, *dump = NULL, *num_arg = NULL, *tie_arg = NULL;
     int teacher = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return EXIT_OK; }
         else if (strcmp(argv[i], "--teacher-forcing") == 0) teacher = 1;
         else if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc) dump = argv[++i];
         else if (strcmp(argv[i], "--numerics") == 0 && i + 1 < argc) num_arg = argv[++i];
+        else if (strcmp(argv[i], "--tie-rule") == 0 && i + 1 < argc) tie_arg = argv[++i];
+        else if (strcmp(argv[i], "--torch-vec-loop") == 0 && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 0 || v > 4096) {
+                fprintf(stderr, "dsv4ref check: --torch-vec-loop wants 0..4096, got '%s'\n", argv[i]);
+                return EXIT_BAD_INPUT;
+            }
+            rmsnorm_head_set_torch_vec_loop((int)v);
+        }
         else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
             if (strcmp(argv[++i], "ref") != 0) {
                 fprintf(stderr, "dsv4ref check: backend '%s' is not available (only ref)\n", argv[i]);
@@ -177,10 +194,24 @@ int cmd_check(int argc, char **argv)
         wsrc_close(src);
         return EXIT_BAD_INPUT;
     }
+    /* [TOPK-2] files made by DeepSeek's official code on the CPU kept torch.topk's order of
+     * tied candidates; reproduce it unless told otherwise */
+    const char *source = st_meta(f, "source");
+    topk_rule rule = (source && strstr(source, "DeepSeek official")) ? TOPK_RULE_TORCH_CPU : TOPK_RULE_SPEC;
+    if (tie_arg) {
+        if (strcmp(tie_arg, "spec") == 0) rule = TOPK_RULE_SPEC;
+        else if (strcmp(tie_arg, "torch-cpu") == 0) rule = TOPK_RULE_TORCH_CPU;
+        else {
+            fprintf(stderr, "dsv4ref check: --tie-rule '%s' is not spec or torch-cpu\n", tie_arg);
+            wsrc_close(src);
+            return EXIT_BAD_INPUT;
+        }
+    }
+    topk_set_rule(rule);
     const char *scope = st_meta(f, "scope");
     const char *cs = st_meta(f, "case");
-    printf("case %s: %s, numerics %s, %s\n", cs ? cs : golden, scope ? scope : "full model",
-           dsv4_numerics_name(num), teacher ? "teacher-forced" : "free-running");
+    printf("case %s: %s, numerics %s, %s, top-k ties %s\n", cs ? cs : golden, scope ? scope : "full model",
+           dsv4_numerics_name(num), teacher ? "teacher-forced" : "free-running", topk_rule_name(rule));
 
     dsv4_taps *taps = dsv4_taps_new();
     int rc;

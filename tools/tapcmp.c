@@ -193,7 +193,9 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y ? 1 : 0;
 }
 
-/* Rows of the discrete choices that differ, excusing the downstream rows of that layer. */
+/* [MDL-8] Teacher mode: rows whose discrete choice (attn.indexer top-k set, ffn.gate.1 expert
+ * ids) differs from the golden one excuse that layer's downstream rows (block, ffn,
+ * ffn.gate.0; for the indexer also attn and ffn.in; for the last layer the logits row). */
 static int compute_excuses(groups *gs, const st_file *golden, const st_file *ours)
 {
     int last = -1;
@@ -246,7 +248,8 @@ static int compute_excuses(groups *gs, const st_file *golden, const st_file *our
     return 0;
 }
 
-/* Judges one group; returns 1 pass / 0 fail, sets *gating; writes the line. */
+/* [MDL-8] [TOL] Judges one module path pooled over calls; returns 1 pass / 0 fail, sets
+ * *gating (free mode gates only the logits; index taps gate only in teacher mode). */
 static int judge(const group *g, tapcmp_mode mode, int *gating, FILE *out)
 {
     int logits = strcmp(g->path, "logits") == 0;
@@ -323,6 +326,8 @@ static int judge(const group *g, tapcmp_mode mode, int *gating, FILE *out)
     return ok;
 }
 
+/* [MDL-8] golden, ours: safetensors files; every taps.<k>.<path> of golden must be in ours
+ * with the same shape. */
 int tapcmp_run(const st_file *golden, const st_file *ours, tapcmp_mode mode, FILE *out)
 {
     groups gs = { NULL, 0, 0 };

@@ -6,6 +6,7 @@
 #include "tiny_model.h"
 #include "safetensors.h"
 
+/* [MDL-9] The embedded tiny config (tools/tiny_model.h); dims all distinct (pitfall 18). */
 void tiny_model_config(dsv4_config *c)
 {
     static const int64_t ratios[5] = { 0, 4, 8, 4, 0 };
@@ -166,6 +167,7 @@ static void add_block(gen *g, const dsv4_config *c, const char *p, int64_t id, i
     snprintf(n, sizeof n, "%s.hc_head_scale", p); add_vec(g, DSV4_F32, n, 1, 0.5, 0.2);
 }
 
+/* [MDL-9] Seeded weights for every tensor [MDL-5] requests, written to path. */
 int tiny_model_write(const dsv4_config *c, uint64_t seed, const char *path)
 {
     gen g;
