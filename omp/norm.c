@@ -40,9 +40,12 @@ void rmsnorm_omp(const float *x, const float *w, float *y, int64_t n_rows, int d
     }
 }
 
-/* [NORM-2] As ref/norm.c: rmsnorm_head. x: [n_rows, dim] in place. */
+/* [NORM-2] [NORM-2b] As ref/norm.c: rmsnorm_head. x: [n_rows, dim] in place, all rows of the
+ * call (the row index decides body or scalar tail, whichever thread computes it). */
 void rmsnorm_head_omp(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics num)
 {
+    int64_t w = rmsnorm_head_torch_vec_loop();
+    int64_t body = w > 0 ? n_rows - n_rows % w : n_rows;   /* rows [body, n_rows): scalar tail */
 #pragma omp parallel for schedule(static) if (n_rows * dim > OMP_MIN_WORK)
     for (int64_t row = 0; row < n_rows; row++) {
         float *xr = x + row * dim;
@@ -51,7 +54,9 @@ void rmsnorm_head_omp(float *x, int64_t n_rows, int dim, float eps, dsv4_numeric
             for (int j = 0; j < dim; j++) ss += (double)round_bf16(xr[j] * xr[j]);
             float m = round_bf16((float)ss / (float)dim);
             m = round_bf16(m + eps);
-            float r = round_bf16(1.0f / sqrtf(m));
+            float sq = sqrtf(m);
+            if (row >= body) sq = round_bf16(sq);   /* [NORM-2b] scalar tail */
+            float r = round_bf16(1.0f / sq);
             for (int j = 0; j < dim; j++) xr[j] = round_bf16(xr[j] * r);
         } else {
             double ss = 0.0;

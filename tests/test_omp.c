@@ -168,12 +168,18 @@ static void test_norms(void **state)
             rmsnorm(x, w, ya, NR, ND, 1e-6f, k_modes[mi]);
             expect_same_bits("rmsnorm in place", yb, ya, NR * ND, k_threads[ti], k_modes[mi],
                              "in-place RMSNorm reading an already-normalized value");
-            memcpy(ya, x, sizeof(float) * NR * ND);
-            memcpy(yb, x, sizeof(float) * NR * ND);
-            rmsnorm_head(ya, NR, ND, 1e-6f, k_modes[mi]);
-            rmsnorm_head_omp(yb, NR, ND, 1e-6f, k_modes[mi]);
-            expect_same_bits("rmsnorm_head", yb, ya, NR * ND, k_threads[ti], k_modes[mi],
-                             "a bf16 step of [NORM-2] skipped or the sum reordered");
+            for (int vl = 0; vl < 2; vl++) {     /* [NORM-2b] 61 rows: body 32 + tail 29; or none */
+                int saved = rmsnorm_head_torch_vec_loop();
+                rmsnorm_head_set_torch_vec_loop(vl ? 0 : 32);
+                memcpy(ya, x, sizeof(float) * NR * ND);
+                memcpy(yb, x, sizeof(float) * NR * ND);
+                rmsnorm_head(ya, NR, ND, 1e-6f, k_modes[mi]);
+                rmsnorm_head_omp(yb, NR, ND, 1e-6f, k_modes[mi]);
+                rmsnorm_head_set_torch_vec_loop(saved);
+                expect_same_bits("rmsnorm_head", yb, ya, NR * ND, k_threads[ti], k_modes[mi],
+                                 "a bf16 step of [NORM-2] skipped, the sum reordered, or the "
+                                 "[NORM-2b] tail decided per thread instead of per call");
+            }
         }
     dsv4_omp_set_threads(0);
     free(x); free(w); free(ya); free(yb);
