@@ -43,7 +43,7 @@ static void expect_same_bits(const char *what, const void *got, const void *want
 
 #define LK 384     /* 3 act_quant blocks, 12 FP4 groups */
 #define LR 203     /* not a multiple of the 8-row tile; crosses the 128-row FP8 scale block */
-#define LN 37      /* not a multiple of the 16-row task */
+#define LN 97      /* not a multiple of the 16-row task; n * K above OMP_MIN_WORK (parallel act_quant) */
 
 static uint8_t *rand_codes(test_rng *r, size_t n, int fp8)
 {
@@ -79,7 +79,7 @@ static void run_linear(const dsv4_weight *w, const float *x, int64_t n, const ch
     free(yb);
 }
 
-/* [LIN-2..LIN-4] every weight storage, n = 1 (decode) and n = 37 (prefill), out_f32 0 and 1. */
+/* [LIN-2..LIN-4] every weight storage, n = 1 (decode) and n = 97 (prefill), out_f32 0 and 1. */
 static void test_linear_all_dtypes(void **state)
 {
     (void)state;
