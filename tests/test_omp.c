@@ -97,6 +97,21 @@ static void test_linear_all_dtypes(void **state)
     uint8_t *c4 = rand_codes(&r, LR * LK / 2, 0);
     uint8_t *s4 = rand_codes(&r, LR * LK / 32, 0);
     for (int i = 0; i < LR * LK / 32; i++) s4[i] = (uint8_t)(120 + s4[i] % 12);
+    /* Order trap: a double sum rounded once to fp32 hides most reorderings, so every row of
+     * x holds a cancelling pair +-2^70 at columns 0 and 31 (one FP4 group, one FP8 block) and
+     * every weight row equal values there: summed in ascending k the terms 1..30 vanish in
+     * the 2^70 magnitude and the result is the sum of the rest; in any other order it is not. */
+    for (int m = 0; m < LN; m++) {
+        x[m * LK] = 0x1p70f * (1.5f + 0.25f * test_rng_uniform(&r));
+        x[m * LK + 31] = -x[m * LK];
+    }
+    for (int rr = 0; rr < LR; rr++) {
+        wf[rr * LK + 31] = wf[rr * LK];
+        wb[rr * LK + 31] = wb[rr * LK];
+        c8[rr * LK + 31] = c8[rr * LK];
+        uint8_t code0 = c4[rr * LK / 2] & 0xF;          /* element 0: low nibble of byte 0 */
+        c4[rr * LK / 2 + 15] = (uint8_t)((c4[rr * LK / 2 + 15] & 0x0F) | (code0 << 4));  /* 31: high of 15 */
+    }
     for (int i = 0; i < 6; i++) {
         s8e[i] = (uint8_t)(118 + 2 * i);
         s8f[i] = 0.001f * (float)(i + 3) / 7.0f;   /* F32 scales: not powers of two */
