@@ -29,7 +29,7 @@ void indexer_scores_omp(const v4_indexer *I, const float *q, const float *w, con
     {
         double *s = malloc(sizeof(double) * (size_t)nhb * HB);
         if (!s) fail = 1;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 64)
         for (int64_t j = 0; j < n; j++) {
             if (!s) continue;
             const float *k = keys + j * D;

@@ -269,7 +269,7 @@ int linear_omp(const dsv4_weight *w, const float *x, float *y, int64_t n, int ou
         double *t = malloc(sizeof(double) * (size_t)(KC * RB));
         task_acc *T = malloc(sizeof *T);
         if (!t || !T) fail = 1;
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(dynamic)
         for (int64_t tile = 0; tile < ntile; tile++)
             for (int64_t mb = 0; mb < nmb; mb++) {
                 if (!t || !T) continue;
