@@ -55,7 +55,7 @@ LDFLAGS  += $(SAN) $(OMP_FLAGS)
 # the CLI (--backend omp) and the tests (test_omp: bit-identity with ref/) all link it.
 # gcc and clang ship their OpenMP runtime (libgomp / libomp), so `make run` still needs only
 # cc, make and zlib; a compiler without OpenMP can build with OMP_FLAGS= (the omp kernels then
-# run serially, same results). omp/ is compiled with the same flags as ref/ (-ffp-contract=off,
+# run serially, same results; -Wno-unknown-pragmas is then added). omp/ is compiled with the same flags as ref/ (-ffp-contract=off,
 # no fast-math: vectorization never reorders a sum) plus -fopenmp and OMP_OPT (-O3 in the
 # plain build: vectorization across independent outputs). OMP_ARCH (e.g. -march=native) is
 # empty by default for a portable binary; without FMA contraction it does not change results.
@@ -92,7 +92,7 @@ $(BUILD)/%.o: %.c $(wildcard ref/*.h) $(wildcard tools/*.h) $(wildcard tests/*.h
 
 $(BUILD)/omp/%.o: omp/%.c $(wildcard ref/*.h) $(wildcard omp/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(OMP_OPT) $(OMP_ARCH) $(OMP_FLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(OMP_OPT) $(OMP_ARCH) $(if $(OMP_FLAGS),$(OMP_FLAGS),-Wno-unknown-pragmas) -c $< -o $@
 
 $(LIB): $(REF_OBJ) $(OMP_OBJ)
 	@mkdir -p $(dir $@)
