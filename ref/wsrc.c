@@ -324,21 +324,37 @@ int wsrc_weight(const dsv4_wsrc *s, const char *name, int64_t rows, int64_t cols
     }
 }
 
-/* [CKPT-3] A float tensor of numel n (F32/BF16/F16/F64), copied into a new float array. */
-int wsrc_floats(const dsv4_wsrc *s, const char *name, int64_t n, float **out)
+/* [CKPT-3] The tensor `name` with numel n and a dtype among `ok` (DSV4_DTYPE_COUNT-ended),
+ * or NULL with an error naming it: the checks shared by wsrc_floats and wsrc_ints. */
+static const st_tensor *find_numel(const dsv4_wsrc *s, const char *name, int64_t n,
+                                   const dsv4_dtype *ok, const char *expected)
 {
     const st_tensor *t = wsrc_find(s, name);
-    *out = NULL;
-    if (!t) return dsv4_set_error("%s: tensor %s is missing", s->where, name);
-    if (t->dtype != DSV4_F32 && t->dtype != DSV4_BF16 && t->dtype != DSV4_F16 && t->dtype != DSV4_F64)
-        return dsv4_set_error("%s: tensor %s has dtype %s, expected a float dtype", s->where, name,
-                              dsv4_dtype_name(t->dtype));
+    if (!t) { dsv4_set_error("%s: tensor %s is missing", s->where, name); return NULL; }
+    int good = 0;
+    for (const dsv4_dtype *d = ok; *d != DSV4_DTYPE_COUNT; d++) good |= t->dtype == *d;
+    if (!good) {
+        dsv4_set_error("%s: tensor %s has dtype %s, expected %s", s->where, name,
+                       dsv4_dtype_name(t->dtype), expected);
+        return NULL;
+    }
     if (t->numel != n) {
         char sh[96];
         shape_text(t, sh, sizeof sh);
-        return dsv4_set_error("%s: tensor %s has shape %s (%lld values), expected %lld values", s->where,
-                              name, sh, (long long)t->numel, (long long)n);
+        dsv4_set_error("%s: tensor %s has shape %s (%lld values), expected %lld values", s->where,
+                       name, sh, (long long)t->numel, (long long)n);
+        return NULL;
     }
+    return t;
+}
+
+/* [CKPT-3] A float tensor of numel n (F32/BF16/F16/F64), copied into a new float array. */
+int wsrc_floats(const dsv4_wsrc *s, const char *name, int64_t n, float **out)
+{
+    static const dsv4_dtype ok[] = { DSV4_F32, DSV4_BF16, DSV4_F16, DSV4_F64, DSV4_DTYPE_COUNT };
+    *out = NULL;
+    const st_tensor *t = find_numel(s, name, n, ok, "a float dtype");
+    if (!t) return -1;
     float *y = dsv4_calloc((size_t)n, sizeof *y, name);
     if (!y) return -1;
     for (int64_t i = 0; i < n; i++) y[i] = (float)st_get_f64(t, i);
@@ -349,18 +365,10 @@ int wsrc_floats(const dsv4_wsrc *s, const char *name, int64_t n, float **out)
 /* [CKPT-3] An integer tensor of numel n (I64/I32), copied into a new int64 array. */
 int wsrc_ints(const dsv4_wsrc *s, const char *name, int64_t n, int64_t **out)
 {
-    const st_tensor *t = wsrc_find(s, name);
+    static const dsv4_dtype ok[] = { DSV4_I64, DSV4_I32, DSV4_DTYPE_COUNT };
     *out = NULL;
-    if (!t) return dsv4_set_error("%s: tensor %s is missing", s->where, name);
-    if (t->dtype != DSV4_I64 && t->dtype != DSV4_I32)
-        return dsv4_set_error("%s: tensor %s has dtype %s, expected I64 or I32", s->where, name,
-                              dsv4_dtype_name(t->dtype));
-    if (t->numel != n) {
-        char sh[96];
-        shape_text(t, sh, sizeof sh);
-        return dsv4_set_error("%s: tensor %s has shape %s (%lld values), expected %lld values", s->where,
-                              name, sh, (long long)t->numel, (long long)n);
-    }
+    const st_tensor *t = find_numel(s, name, n, ok, "I64 or I32");
+    if (!t) return -1;
     int64_t *y = dsv4_calloc((size_t)n, sizeof *y, name);
     if (!y) return -1;
     for (int64_t i = 0; i < n; i++) y[i] = st_get_i64(t, i);

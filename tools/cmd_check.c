@@ -8,7 +8,9 @@
 #include <unistd.h>
 #include "cli.h"
 #include "check_attn.h"
+#include "check_case.h"
 #include "config.h"
+#include "dumpcmp.h"
 #include "json.h"
 #include "model.h"
 #include "safetensors.h"
@@ -32,6 +34,7 @@ static void usage(FILE *f)
             "                     tap judged); without it the model runs free and only the logits\n"
             "                     are judged (median row error <= 5e-2, same argmax >= 75%%)\n"
             "  --dump OUT         write our taps under the golden names (also when it fails)\n"
+            "  exact numerics: every tap judged by `dsv4ref compare --numerics exact` (rel-L2 <= 1e-6)\n"
             "  --tie-rule R       top-k ties: spec (score desc, index asc) or torch-cpu (the order\n"
             "                     torch.topk gives on the CPU); default torch-cpu when the file's\n"
             "                     `source` is DeepSeek's official code, else spec [TOPK-2]\n"
@@ -98,7 +101,9 @@ static int forced_input(void *ctx, int call, int64_t layer, float *x, int64_t B,
 
 /* ---- the full-model check ---- */
 
-static int run_model(const dsv4_wsrc *src, const st_file *f, dsv4_numerics num, int teacher,
+/* [MDL-8] Runs the file's config, schedule and inputs.tokens through the whole model (teacher
+ * forcing: each Block fed the golden output of the previous one), tapping every module. */
+int check_full_model(const dsv4_wsrc *src, const st_file *f, dsv4_numerics num, int teacher,
                      dsv4_taps *taps)
 {
     const char *path = st_path(f);
@@ -210,14 +215,16 @@ int cmd_check(int argc, char **argv)
     topk_set_rule(rule);
     const char *scope = st_meta(f, "scope");
     const char *cs = st_meta(f, "case");
+    /* one module run on stored inputs (attention only, unit): there is no chain of Blocks
+     * to drift, every tap is judged (as with teacher forcing) */
+    if (scope) teacher = 1;
     printf("case %s: %s, numerics %s, %s, top-k ties %s\n", cs ? cs : golden, scope ? scope : "full model",
            dsv4_numerics_name(num), teacher ? "teacher-forced" : "free-running", topk_rule_name(rule));
 
     dsv4_taps *taps = dsv4_taps_new();
     int rc;
     if (!taps) rc = -1;
-    else if (scope && strncmp(scope, "attention only", 14) == 0) rc = check_attention_only(src, f, num, taps);
-    else rc = run_model(src, f, num, teacher, taps);
+    else rc = check_case(src, f, num, teacher, taps);
     if (rc) {
         fprintf(stderr, "dsv4ref check: %s\n", dsv4_last_error());
         dsv4_taps_free(taps);
@@ -244,7 +251,10 @@ int cmd_check(int argc, char **argv)
     int result = EXIT_BAD_INPUT;
     if (!ours) fprintf(stderr, "dsv4ref check: %s\n", dsv4_last_error());
     else {
-        int r = tapcmp_run(f, ours, teacher ? TAPCMP_TEACHER : TAPCMP_FREE, stdout);
+        /* exact mode: every tap to fp32 storage (spec/tolerances.md: 1e-6 per tensor);
+         * official: the rules of official_compare.py */
+        int r = num == DSV4_EXACT ? dumpcmp_run(f, ours, num, NULL, stdout)
+                                  : tapcmp_run(f, ours, teacher ? TAPCMP_TEACHER : TAPCMP_FREE, stdout);
         result = r == 0 ? EXIT_OK : r == 1 ? EXIT_MISMATCH : EXIT_BAD_INPUT;
         st_close(ours);
     }

@@ -12,12 +12,15 @@
 #include <string.h>
 #include "tapcmp.h"
 
-#define ROW_LIMIT      1e-2
-#define LOGITS_LIMIT   2e-2
-#define OUTLIER_LIMIT  5e-2
-#define JACCARD_MIN    0.98
-#define FREE_MEDIAN    5e-2
-#define FREE_ARGMAX    0.75
+#include "tolerance.h"
+
+/* the limits of spec/tolerances.md [TOL] (ref/tolerance.c) */
+#define ROW_LIMIT      DSV4_TOL.row_rel_l2
+#define LOGITS_LIMIT   DSV4_TOL.logits_rel_l2
+#define OUTLIER_LIMIT  DSV4_TOL.outlier_row
+#define JACCARD_MIN    DSV4_TOL.jaccard_min
+#define FREE_MEDIAN    DSV4_TOL.free_median
+#define FREE_ARGMAX    DSV4_TOL.free_argmax
 
 typedef struct { int call; int64_t row; double num, den, jac; int finite_ok, am_same; } row_stat;
 typedef struct { int call; int64_t row; } row_id;
@@ -314,7 +317,7 @@ static int judge(const group *g, tapcmp_mode mode, int *gating, FILE *out)
         return ok;
     }
     double limit = logits ? LOGITS_LIMIT : ROW_LIMIT;
-    int64_t allowed = n < 20 ? 0 : (n / 100 > 1 ? n / 100 : 1);
+    int64_t allowed = dsv4_tol_outliers_allowed(n);
     ok = bulk <= limit && n_out <= allowed;
     *gating = 1;
     fprintf(out, "%s %-34s %6lld rows  rel-L2 %.2e (limit %.0e)  outliers %lld/%lld  max abs %.3g  cos %.6f",

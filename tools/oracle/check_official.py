@@ -28,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import numerics as nm          # noqa: E402
+import torch_cpu as TC         # noqa: E402
 import safetensors_np as stn   # noqa: E402
 
 
@@ -106,6 +107,8 @@ def main(argv=None):
     ap.add_argument("--no-compare", action="store_true")
     ap.add_argument("--dump-dtype", choices=("F32", "F64"), default="F32",
                     help="storage of float taps in the dump (F64 keeps exact-mode values unrounded)")
+    ap.add_argument("--tie-rule", choices=("spec", "torch-cpu"), default=None,
+                    help="top-k ties (default: torch-cpu for files made by the official code)")
     a = ap.parse_args(argv)
     t0 = time.time()
     try:
@@ -114,6 +117,8 @@ def main(argv=None):
         print(f"error: {err}")
         return 2
     num = nm.Numerics(a.mode)
+    # [TOPK-2]: a file made by DeepSeek's official code on the CPU kept torch.topk's tie order
+    TC.TIE_RULE = a.tie_rule or ("torch-cpu" if "DeepSeek official" in st.meta.get("source", "") else "spec")
     scope = st.meta.get("scope", "full model")
     if scope.startswith("attention only"):
         taps = run_v32(st, num, a.calls)

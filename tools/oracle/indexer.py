@@ -8,13 +8,14 @@ import numpy as np
 import compressor as C
 import linear as L
 import rope as R
+import torch_cpu as TC
 
 
 def topk_desc(score, k):
-    """[O-IDX-0] indices of the k largest entries along the last axis; our tie rule: score
-    descending, then index ascending (torch.topk's tie order is unspecified)."""
-    order = np.argsort(-score, axis=-1, kind="stable")
-    return order[..., :k]
+    """[O-IDX-0] indices of the k largest entries along the last axis; the spec tie rule
+    (score descending, then index ascending) or torch's CPU order when torch_cpu.TIE_RULE
+    says so (spec/topk.md [TOPK-2])."""
+    return TC.topk(score, k)
 
 
 def indexer_call(p, x, qr, start_pos, state, cs_fn, num, offset):

@@ -2,6 +2,8 @@
 experts with the clamp, and one shared expert (v4-architecture.md §7)."""
 import numpy as np
 
+import torch_cpu as TC
+
 import linear as L
 
 
@@ -22,7 +24,7 @@ def route(a, tokens, p, cfg, num):
         ind = p["tid2eid"][tokens]
     else:
         biased = s + p["bias"]
-        ind = np.argsort(-biased, axis=-1, kind="stable")[:, :k]
+        ind = TC.topk(biased, k)
     wgt = np.take_along_axis(s, ind, axis=-1)
     wgt = wgt / wgt.sum(axis=-1, keepdims=True) * cfg["route_scale"]
     return num.f32(wgt), ind, biased

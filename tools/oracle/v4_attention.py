@@ -14,6 +14,7 @@ import compressor as C
 import indexer as I
 import linear as L
 import rope as R
+import torch_cpu as TC
 from sparse_attention import sparse_attention
 
 
@@ -60,7 +61,7 @@ def head_rms(q, eps, num):
     sq = num.bf16(q * q)
     mean = num.bf16(sq.mean(axis=-1, keepdims=True))
     v = num.bf16(mean + eps)
-    r = num.bf16(1.0 / np.sqrt(v))
+    r = TC.rsqrt_bf16_cpu(v, num.bf16)   # [NORM-2b]: PyTorch CPU, scalar tail rounds twice
     return num.bf16(q * r)
 
 
