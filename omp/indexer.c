@@ -5,6 +5,7 @@
  * vectorized across heads; the sum over heads then runs in ascending h exactly as in
  * ref/indexer.c. Each key is read once for all heads. */
 #include <stdlib.h>
+#include "counters.h"
 #include "kernels_omp.h"
 #include "numerics.h"
 
@@ -60,5 +61,6 @@ void indexer_scores_omp(const v4_indexer *I, const float *q, const float *w, con
         free(s);
     }
     free(qt);
-    if (fail) indexer_scores(I, q, w, keys, n, score);
+    if (fail) indexer_scores(I, q, w, keys, n, score);         /* (it counts) */
+    else dsv4_count(DSV4_COMP_INDEX_SCORE, n * H * (D + 1));  /* [COST-8], as ref, outside the region */
 }

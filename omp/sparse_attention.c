@@ -14,6 +14,7 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include "counters.h"
 #include "kernels_omp.h"
 #include "numerics.h"
 #include "sparse_attention.h"
@@ -196,15 +197,20 @@ static void group_exact(const float *q, int64_t h0, int64_t G, int64_t D, const 
 /* ---- entry ---- */
 
 /* [SPA-1..SPA-4] As ref/sparse_attention.c: sparse_attention. q: [H, D], kv: [n_kv, D],
- * idx: [n_idx], sink: [H], out: [H, D]. Same index check and message. */
+ * idx: [n_idx], sink: [H], out: [H, D]. Same index check and message, same cost count
+ * ([COST-6], counted once, outside the parallel region). */
 int sparse_attention_omp(const float *q, int64_t H, int64_t D, const float *kv, int64_t n_kv,
                          const int64_t *idx, int64_t n_idx, const float *sink, double scale,
                          float *out, dsv4_numerics num)
 {
-    for (int64_t i = 0; i < n_idx; i++)
+    int64_t n_valid = 0;
+    for (int64_t i = 0; i < n_idx; i++) {
         if (idx[i] < -1 || idx[i] >= n_kv)
             return dsv4_set_error("sparse_attention: index %lld at list position %lld is outside [-1, %lld)",
                                   (long long)idx[i], (long long)i, (long long)n_kv);
+        n_valid += idx[i] >= 0;
+    }
+    dsv4_count(DSV4_COMP_CORE_ATTN, n_valid * H * 2 * D);          /* [COST-6], as ref */
     if (H <= 0) return 0;
     int fail = 0;
 #pragma omp parallel if (H * n_idx * D > OMP_MIN_WORK) reduction(| : fail)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include "testutil.h"
 #include "backend.h"
+#include "counters.h"
 #include "hadamard.h"
 #include "kernels_omp.h"
 #include "linear.h"
@@ -256,8 +257,14 @@ static void test_sparse_attention(void **state)
     for (int mi = 0; mi < 2; mi++)
         for (int ti = 0; ti < 3; ti++) {
             dsv4_omp_set_threads(k_threads[ti]);
+            dsv4_count_enable(1);
+            dsv4_count_reset();
             assert_int_equal(sparse_attention(q, H, D, kv, NKV, idx, NI, sink, scale, oa, k_modes[mi]), 0);
+            int64_t cref = dsv4_count_total();
+            dsv4_count_reset();
             assert_int_equal(sparse_attention_omp(q, H, D, kv, NKV, idx, NI, sink, scale, ob, k_modes[mi]), 0);
+            assert_int_equal(dsv4_count_total(), cref);   /* [COST-6] counted as ref, once */
+            dsv4_count_enable(0);
             expect_same_bits("sparse_attention", ob, oa, H * D, k_threads[ti], k_modes[mi],
                              "a softmax block or the P.V sum reordered, or a head group's "
                              "scratch shared between threads");
@@ -293,8 +300,14 @@ static void test_indexer_scores(void **state)
         for (int ti = 0; ti < 3; ti++) {
             dsv4_omp_set_threads(k_threads[ti]);
             I.num = k_modes[mi];
+            dsv4_count_enable(1);
+            dsv4_count_reset();
             indexer_scores(&I, q, w, k, NK, sa);
+            int64_t cref = dsv4_count_total();
+            dsv4_count_reset();
             indexer_scores_omp(&I, q, w, k, NK, sb);
+            assert_int_equal(dsv4_count_total(), cref);   /* [COST-8] counted as ref, once */
+            dsv4_count_enable(0);
             expect_same_bits("indexer_scores", sb, sa, NK, k_threads[ti], k_modes[mi],
                              "the head sum reordered or a dot product split");
         }
