@@ -432,6 +432,8 @@ int cmd_bench(int argc, char **argv)
     int n_cfg = 0;
     if (with_ref) cfg[n_cfg++] = (bcfg){ "ref", dsv4_kernels_ref(), 1 };
     for (int i = 0; i < n_thr; i++) cfg[n_cfg++] = (bcfg){ "omp", dsv4_kernels_omp(), (int)thr[i] };
+    if (dsv4_kernels_cuda() && n_cfg < MAX_CFG)   /* a CUDA build: its table side by side too */
+        cfg[n_cfg++] = (bcfg){ "cuda", dsv4_kernels_cuda(), 1 };
 
     const char *wait = getenv("OMP_WAIT_POLICY");
     printf("dsv4ref bench: %s dims, numerics %s, prefill chunk S = %lld tokens, omp max threads %d, "
@@ -446,7 +448,7 @@ int cmd_bench(int argc, char **argv)
     printf("\ncopy bandwidth (parallel memcpy of %zu MiB, bytes read + written):\n", cbytes >> 20);
     for (int i = 0; i < n_cfg; i++) {
         cbw[i] = copy_bw(cbytes, cfg[i].threads);
-        if (cfg[i].K == dsv4_kernels_omp() || !with_ref)
+        if (cfg[i].K == dsv4_kernels_omp())
             printf("  %2d thread%s %7.2f GB/s\n", cfg[i].threads, cfg[i].threads > 1 ? "s" : " ", cbw[i]);
     }
     arena a;
