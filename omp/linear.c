@@ -33,14 +33,22 @@ static const char *wname(const dsv4_weight *w)
 
 typedef struct {
     float e4m3[256];       /* e4m3_to_float of every code */
+    double e4m3d[256];     /* the same, widened */
     float e2m1[16];        /* e2m1_to_float of every code */
+    double e2m1d[16];      /* the same, widened */
 } luts;
 
 /* [NUM-3] [NUM-5] The decode tables, filled by the reference's own decoders. */
 static void luts_init(luts *L)
 {
-    for (int i = 0; i < 256; i++) L->e4m3[i] = e4m3_to_float((uint8_t)i);
-    for (int i = 0; i < 16; i++) L->e2m1[i] = e2m1_to_float((uint8_t)i);
+    for (int i = 0; i < 256; i++) {
+        L->e4m3[i] = e4m3_to_float((uint8_t)i);
+        L->e4m3d[i] = (double)L->e4m3[i];
+    }
+    for (int i = 0; i < 16; i++) {
+        L->e2m1[i] = e2m1_to_float((uint8_t)i);
+        L->e2m1d[i] = (double)L->e2m1[i];
+    }
 }
 
 /* Element i of an unaligned fp32 array. */
@@ -101,24 +109,26 @@ static void load_chunk(const dsv4_weight *w, const luts *L, int64_t r0, int64_t 
         }
         if (w->fp4) {
             const unsigned char *row = (const unsigned char *)w->data + (r * K) / 2;
-            for (int64_t k = k0; k < k1; k += 2) {      /* k0, K even: whole bytes */
-                uint8_t byte = row[k / 2];
-                float lo = L->e2m1[byte & 0xF], hi = L->e2m1[byte >> 4];
-                if (scaled) {
-                    float sc = fp4_scale(w, r, k);     /* k, k+1 share a 32-group */
-                    lo = lo * sc;
-                    hi = hi * sc;
+            if (!scaled)
+                for (int64_t k = k0; k < k1; k += 2) {  /* k0, K even: whole bytes */
+                    uint8_t byte = row[k / 2];
+                    tj[(k - k0) * RB] = L->e2m1d[byte & 0xF];
+                    tj[(k + 1 - k0) * RB] = L->e2m1d[byte >> 4];
                 }
-                tj[(k - k0) * RB] = (double)lo;
-                tj[(k + 1 - k0) * RB] = (double)hi;
-            }
+            else
+                for (int64_t k = k0; k < k1; k += 2) {
+                    uint8_t byte = row[k / 2];
+                    float sc = fp4_scale(w, r, k);     /* k, k+1 share a 32-group */
+                    tj[(k - k0) * RB] = (double)(L->e2m1[byte & 0xF] * sc);
+                    tj[(k + 1 - k0) * RB] = (double)(L->e2m1[byte >> 4] * sc);
+                }
         } else if (w->dtype == DSV4_F8_E4M3) {
             const unsigned char *row = (const unsigned char *)w->data + r * K;
-            for (int64_t k = k0; k < k1; k++) {
-                float v = L->e4m3[row[k]];
-                if (scaled) v = v * fp8_scale(w, r / LIN_BLOCK, k / LIN_BLOCK);
-                tj[(k - k0) * RB] = (double)v;
-            }
+            if (!scaled)
+                for (int64_t k = k0; k < k1; k++) tj[(k - k0) * RB] = L->e4m3d[row[k]];
+            else
+                for (int64_t k = k0; k < k1; k++)
+                    tj[(k - k0) * RB] = (double)(L->e4m3[row[k]] * fp8_scale(w, r / LIN_BLOCK, k / LIN_BLOCK));
         } else if (w->dtype == DSV4_BF16) {
             for (int64_t k = k0; k < k1; k++) tj[(k - k0) * RB] = (double)ld_bf16(w->data, r * K + k);
         } else {
