@@ -109,8 +109,21 @@ int cmd_run(int argc, char **argv)
         else if (strcmp(argv[i], "--checkpoint") == 0 && i + 1 < argc) ckpt = argv[++i];
         else if (strcmp(argv[i], "--tokens") == 0 && i + 1 < argc) tok_arg = argv[++i];
         else if (strcmp(argv[i], "--numerics") == 0 && i + 1 < argc) num_arg = argv[++i];
-        else if (strcmp(argv[i], "--decode") == 0 && i + 1 < argc) n_decode = atoll(argv[++i]);
-        else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--decode") == 0 && i + 1 < argc) {
+            char *end;
+            n_decode = strtoll(argv[++i], &end, 10);
+            if (*end || end == argv[i] || n_decode < 0 || n_decode > 1000000) {
+                fprintf(stderr, "dsv4ref run: --decode wants a step count in [0, 1000000], got '%s'\n", argv[i]);
+                return EXIT_BAD_INPUT;
+            }
+        } else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
+            char *end;
+            seed = strtoull(argv[++i], &end, 10);
+            if (*end || end == argv[i] || argv[i][0] == '-') {
+                fprintf(stderr, "dsv4ref run: --seed wants a non-negative integer, got '%s'\n", argv[i]);
+                return EXIT_BAD_INPUT;
+            }
+        }
         else { fprintf(stderr, "dsv4ref run: unexpected argument '%s'\n", argv[i]); usage(stderr); return EXIT_BAD_INPUT; }
     }
     dsv4_numerics num = DSV4_OFFICIAL;

@@ -1,0 +1,126 @@
+/* kernels.h — the C interface of cuda/ (spec/cuda.md).
+ *
+ * Two layers:
+ *   cuda_<name>(...)   the ref/ function <name> with the SAME arguments (host float arrays in
+ *                      and out): upload, launch, download. Weights are uploaded once (cached by
+ *                      their host pointer). Returns 0, or -1 with dsv4_set_error().
+ *   launch_<name>(...) the kernel on device pointers (what the benchmarks time); stream 0.
+ * Every function is callable from C (the test program, the CLI hooks). */
+#ifndef DSV4_CUDA_KERNELS_H
+#define DSV4_CUDA_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "dsv4ref.h"
+#include "compressor.h"
+#include "indexer.h"
+#include "moe.h"
+#include "rope.h"
+#include "norm.h"
+
+/* ---- common.cu ---- */
+/* 1 when a CUDA device is usable (cudaGetDeviceCount succeeds and returns > 0); *why gets a
+ * one-line reason otherwise. */
+int cuda_available(const char **why);
+/* device name, SM count, memory (for the benchmark header) */
+void cuda_describe(char *buf, size_t n);
+/* prints the per-wrapper call counts on stderr */
+void cuda_print_counts(void);
+/* frees every cached weight and scratch buffer */
+void cuda_release(void);
+
+/* ---- linear.cu  [LIN-1..LIN-4] ---- */
+int cuda_linear(const dsv4_weight *w, const float *x, float *y, int64_t n, int out_f32,
+                dsv4_numerics num);
+/* device form: x, y device [n, cols] / [n, rows]; the weight is looked up in the cache */
+int launch_linear(const dsv4_weight *w, const float *dx, float *dy, int64_t n, int out_f32,
+                  dsv4_numerics num);
+
+/* ---- norm.cu  [NORM-1] [NORM-2] ---- */
+int cuda_rmsnorm(const float *x, const float *w, float *y, int64_t n_rows, int dim, float eps,
+                 dsv4_numerics num);
+int cuda_rmsnorm_head(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics num);
+int launch_rmsnorm(const float *dx, const float *dw, float *dy, int64_t n_rows, int dim,
+                   float eps, dsv4_numerics num);
+int launch_rmsnorm_head(float *dx, int64_t n_rows, int dim, float eps, dsv4_numerics num);
+
+/* ---- rope.cu  [ROPE-5] ---- */
+/* x: [n_rows, stride] rows, the rope part at offset `off` of each row (rope_dim = f->rope_dim);
+ * row i rotated by position pos[i]. Same arithmetic as rope_apply, the cos/sin table made on
+ * the host with rope_cos_sin (bit-identical angles). */
+int cuda_rope_rows(const rope_freqs *f, float *x, int64_t n_rows, int64_t stride, int64_t off,
+                   const int64_t *pos, rope_layout layout, int inverse);
+/* device form: dcs: [n_rows, rope_dim/2, 2] (cos, sin) made by rope_table() */
+int launch_rope_rows(float *dx, int64_t n_rows, int64_t stride, int64_t off, int rope_dim,
+                     const float *dcs, rope_layout layout, int inverse, dsv4_numerics num);
+/* host: cs: [n_rows, rope_dim/2, 2] */
+void rope_table(const rope_freqs *f, const int64_t *pos, int64_t n_rows, float *cs);
+
+/* ---- hadamard.cu  [HAD-1] ---- */
+int cuda_hadamard(float *x, int64_t n_rows, int n, dsv4_numerics num);
+int launch_hadamard(float *dx, int64_t n_rows, int n, dsv4_numerics num);
+/* [NUM-7] in-place FP8 / FP4 block simulation of each row's first n values (row stride) */
+int launch_fp8_sim(float *dx, int64_t n_rows, int64_t stride, int n, int block);
+int launch_fp4_sim(float *dx, int64_t n_rows, int64_t stride, int n, int block);
+
+/* ---- compressor.cu  [CMP-2..CMP-8] ---- */
+int cuda_compressor_decode(v4_compressor *C, const float *x, int64_t B, int64_t t, float *out);
+/* device form of the emission: pooled state rows -> entries. kv, sc: [B, km, kc] device;
+ * out: [B, c]; cs: [rope_dim/2, 2] for position j*m (or NULL when rope_dim == 0) */
+int launch_compressor_emit(const v4_compressor *C, const float *dkv, const float *dsc,
+                           int64_t B, const float *dnorm_w, const float *dcs, float *dout);
+
+/* ---- indexer.cu  [IDX-4] [IDX-5] [TOPK-1] ---- */
+int cuda_indexer_scores(const v4_indexer *I, const float *q, const float *w, const float *keys,
+                        int64_t n, float *score);
+/* scores of T queries, each against its own key set: q: [T, H, D]; w: [T, H];
+ * keys: [T][n, D] at dkeys + t * key_stride (elements); score: [T, n].
+ * bf16 keys: tensor-core (wmma) path, official numerics only. */
+int launch_indexer_scores_f32(const float *dq, const float *dw, const float *dkeys,
+                              int64_t key_stride, int64_t T, int64_t n, int H, int D,
+                              float *dscore, dsv4_numerics num);
+int launch_indexer_scores_bf16(const void *dq_bf16, const float *dw, const void *dkeys_bf16,
+                               int64_t key_stride, int64_t T, int64_t n, int H, int D,
+                               float *dscore);
+/* top-k of each row: score: [T, n] -> idx: [T, k] (score descending, ties index ascending) */
+int launch_topk(const float *dscore, int64_t T, int64_t n, int64_t k, int32_t *didx);
+int cuda_topk(const float *score, int64_t n, int64_t k, int64_t *idx);
+
+/* ---- sparse_attention.cu  [SPA-1..SPA-4] ---- */
+int cuda_sparse_attention(const float *q, int64_t H, int64_t D, const float *kv, int64_t n_kv,
+                          const int64_t *idx, int64_t n_idx, const float *sink, double scale,
+                          float *out, dsv4_numerics num);
+/* T queries; query t reads kv rows at dkv + (t / q_per_kv) * kv_stride; idx: [T, n_idx] int32;
+ * q, out: [T, H, D]; sink: [H]. */
+int launch_sparse_attention_f32(const float *dq, int64_t T, int64_t H, int64_t D,
+                                const float *dkv, int64_t kv_stride, int64_t q_per_kv,
+                                const int32_t *didx, int64_t n_idx, const float *dsink,
+                                float scale, float *dout, dsv4_numerics num);
+/* official numerics with bf16 q and kv: tensor-core (wmma) path */
+int launch_sparse_attention_bf16(const void *dq_bf16, int64_t T, int64_t H, int64_t D,
+                                 const void *dkv_bf16, int64_t kv_stride, int64_t q_per_kv,
+                                 const int32_t *didx, int64_t n_idx, const float *dsink,
+                                 float scale, float *dout);
+
+/* ---- mhc.cu  [MHC-4] ---- */
+int cuda_mhc_post(const float *o, const float *res, const float *post, const float *comb,
+                  int64_t n, int hc, int64_t dim, float *y, dsv4_numerics num);
+int launch_mhc_post(const float *o, const float *res, const float *post, const float *comb,
+                    int64_t n, int hc, int64_t dim, float *y, dsv4_numerics num);
+
+/* ---- moe.cu  [MOE-3] ---- */
+int cuda_moe_expert_forward(const moe_expert *e, int64_t dim, int64_t inter, double swiglu_limit,
+                            const float *a, const float *rw, int64_t n, float *y,
+                            dsv4_numerics num);
+
+/* ---- convert.cu: float <-> bf16 on the device (exact for bf16-valued floats) ---- */
+int launch_f32_to_bf16(const float *dx, void *dy_bf16, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
