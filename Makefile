@@ -68,7 +68,7 @@ OMP_SRC   := $(sort $(wildcard omp/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 REF_OBJ   := $(REF_SRC:%.c=$(BUILD)/%.o)
-OMP_OBJ   := $(OMP_SRC:%.c=$(BUILD)/%.o)
+OMP_OBJ   := $(OMP_SRC:omp/%.c=$(BUILD)/omp/%_omp.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/libdsv4ref.a
@@ -90,7 +90,9 @@ $(BUILD)/%.o: %.c $(wildcard ref/*.h) $(wildcard tools/*.h) $(wildcard tests/*.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itools -c $< -o $@
 
-$(BUILD)/omp/%.o: omp/%.c $(wildcard ref/*.h) $(wildcard omp/*.h)
+# omp objects are named <base>_omp.o: the library holds ref/linear.o AND omp/linear_omp.o, never
+# two members of one name (`ar x` of a duplicate name extracts the wrong one).
+$(BUILD)/omp/%_omp.o: omp/%.c $(wildcard ref/*.h) $(wildcard omp/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(OMP_OPT) $(OMP_ARCH) $(if $(OMP_FLAGS),$(OMP_FLAGS),-Wno-unknown-pragmas) -c $< -o $@
 

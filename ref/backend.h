@@ -36,7 +36,7 @@ typedef struct {
                            const float *keys, int64_t n, float *score);
 } dsv4_kernels;
 
-/* The three kernel sets. ref: always. omp: omp/backend_omp.c (serial when the compiler has
+/* The three kernel sets. ref: always. omp: omp/backend.c (serial when the compiler has
  * no OpenMP). cuda: provided by the CUDA build (cuda/); the default in ref/backend.c returns
  * NULL and records the error "built without CUDA". */
 const dsv4_kernels *dsv4_kernels_ref(void);

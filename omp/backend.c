@@ -1,4 +1,4 @@
-/* omp/backend_omp.c — the OpenMP kernel table (spec/backends.md). */
+/* omp/backend.c — the OpenMP kernel table (spec/backends.md). */
 #ifdef _OPENMP
 #include <omp.h>
 #endif
