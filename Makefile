@@ -4,7 +4,7 @@
 #   make ref        reference library + CLI (build/dsv4ref): plain C99, single-threaded
 #   make run        build, then run the embedded tiny V4 model (needs only cc, make, zlib)
 #   make test       install what the tests need if missing (cmocka, numpy), then run them all
-#   make omp        the OpenMP kernel set (bit-identical to ref/)
+#   make omp        the OpenMP kernel set (bit-identical to ref/; also part of every build)
 #   make cuda       the CUDA kernel set (nvcc -arch=sm_90); skipped with a message without nvcc
 #   make golden     regenerate golden/ (deterministic)
 #   make bench      benchmarks (ratios measured side by side in one run)
@@ -34,7 +34,7 @@ STD_FLAGS := -std=c99 -pedantic -ffp-contract=off -fno-fast-math -fexcess-precis
 WARN      := -Wall -Wextra -Werror -Wpointer-arith -Wshadow -Wvla -Wno-unused-parameter
 DEFS      := -D_POSIX_C_SOURCE=200809L
 OPT       ?= -O2 -g
-CFLAGS_BASE = $(STD_FLAGS) $(WARN) $(DEFS) -Iref
+CFLAGS_BASE = $(STD_FLAGS) $(WARN) $(DEFS) -Iref -Iomp
 LDLIBS    := -lz -lm
 
 # Variants: build/ref (plain), build/asan (ASan+UBSan), build/ubsan (UBSan only)
@@ -49,12 +49,26 @@ ifeq ($(VARIANT),ubsan)
   SAN     := -fsanitize=undefined -fno-sanitize-recover=all
 endif
 CFLAGS    = $(CFLAGS_BASE) $(OPT) $(SAN)
-LDFLAGS  += $(SAN)
+LDFLAGS  += $(SAN) $(OMP_FLAGS)
+
+# The OpenMP kernel set (omp/*.c, spec/backends.md) is part of EVERY build: the library,
+# the CLI (--backend omp) and the tests (test_omp: bit-identity with ref/) all link it.
+# gcc and clang ship their OpenMP runtime (libgomp / libomp), so `make run` still needs only
+# cc, make and zlib; a compiler without OpenMP can build with OMP_FLAGS= (the omp kernels then
+# run serially, same results; -Wno-unknown-pragmas is then added). omp/ is compiled with the same flags as ref/ (-ffp-contract=off,
+# no fast-math: vectorization never reorders a sum) plus -fopenmp and OMP_OPT (-O3 in the
+# plain build: vectorization across independent outputs). OMP_ARCH (e.g. -march=native) is
+# empty by default for a portable binary; without FMA contraction it does not change results.
+OMP_FLAGS ?= -fopenmp
+OMP_OPT   ?= $(if $(SAN),,-O3)
+OMP_ARCH  ?=
 
 REF_SRC   := $(sort $(wildcard ref/*.c))
+OMP_SRC   := $(sort $(wildcard omp/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 REF_OBJ   := $(REF_SRC:%.c=$(BUILD)/%.o)
+OMP_OBJ   := $(OMP_SRC:omp/%.c=$(BUILD)/omp/%_omp.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/libdsv4ref.a
@@ -76,7 +90,13 @@ $(BUILD)/%.o: %.c $(wildcard ref/*.h) $(wildcard tools/*.h) $(wildcard tests/*.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itools -c $< -o $@
 
-$(LIB): $(REF_OBJ)
+# omp objects are named <base>_omp.o: the library holds ref/linear.o AND omp/linear_omp.o, never
+# two members of one name (`ar x` of a duplicate name extracts the wrong one).
+$(BUILD)/omp/%_omp.o: omp/%.c $(wildcard ref/*.h) $(wildcard omp/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(OMP_OPT) $(OMP_ARCH) $(if $(OMP_FLAGS),$(OMP_FLAGS),-Wno-unknown-pragmas) -c $< -o $@
+
+$(LIB): $(REF_OBJ) $(OMP_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -114,9 +134,9 @@ ubsan: ## test suite under UBSan alone
 fuzz: ## short libFuzzer runs over the seed corpus (FUZZ_SECONDS per parser)
 	@bash tests/fuzz/run.sh
 
-omp: ## OpenMP kernel set
-	@if ls omp/*.c >/dev/null 2>&1; then $(MAKE) --no-print-directory VARIANT=omp ref; \
-	 else echo "omp/: no kernels yet"; fi
+omp: ## OpenMP kernel set (linked into every build; this target builds it and says so)
+	@$(MAKE) --no-print-directory ref
+	@echo "omp kernels: linked into $(CLI) (use --backend omp; OMP_NUM_THREADS sets the threads)"
 
 cuda: ## CUDA kernel set (nvcc -arch=sm_90)
 	@if command -v nvcc >/dev/null 2>&1; then \

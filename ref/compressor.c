@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "compressor.h"
+#include "backend.h"
 #include "counters.h"
 #include "hadamard.h"
 #include "linear.h"
@@ -118,12 +119,12 @@ static void finish_entry(const v4_compressor *C, float *v, int64_t j)
 {
     int c = C->head_dim, r = C->rope_dim;
     round_bf16_n(v, c, C->num);
-    rmsnorm(v, C->norm_w, v, 1, c, C->eps, C->num);
+    dsv4_backend()->rmsnorm(v, C->norm_w, v, 1, c, C->eps, C->num);
     if (r > 0) rope_apply(C->rope, v + (c - r), j * C->ratio, ROPE_INTERLEAVED, 0);
     if (C->kind == COMPRESSOR_MAIN) {
         if (C->num == DSV4_OFFICIAL) fp8_sim_block(v, c - r, 64);
     } else {
-        hadamard(v, 1, c, C->num);
+        dsv4_backend()->hadamard(v, 1, c, C->num);
         if (C->num == DSV4_OFFICIAL) fp4_sim_block(v, c, 32);
     }
 }
@@ -132,8 +133,8 @@ static void finish_entry(const v4_compressor *C, float *v, int64_t j)
  * (linear out_f32 = 1: the official compressor holds its weights as fp32 parameters). */
 static int project(const v4_compressor *C, const float *x, int64_t n, float *u, float *g)
 {
-    if (linear(&C->wkv, x, u, n, 1, C->num)) return -1;
-    if (linear(&C->wgate, x, g, n, 1, C->num)) return -1;
+    if (dsv4_backend()->linear(&C->wkv, x, u, n, 1, C->num)) return -1;
+    if (dsv4_backend()->linear(&C->wgate, x, g, n, 1, C->num)) return -1;
     dsv4_count_linear(DSV4_COMP_COMPRESSOR, &C->wkv, n);             /* [COST-7] */
     dsv4_count_linear(DSV4_COMP_COMPRESSOR, &C->wgate, n);
     return 0;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dsa_indexer.h"
+#include "backend.h"
 #include "counters.h"
 #include "hadamard.h"
 #include "linear.h"
@@ -175,12 +176,12 @@ int dsa_indexer_forward(dsa_indexer *I, const float *x, const float *qr, int64_t
     if (!q || !kk || !kraw || !wts || !qscale || !row || !pick) goto done;
 
     /* [DSA-1] queries from the query latent; [DSA-2] keys from x through wk + LayerNorm */
-    if (linear(&I->wq_b, qr, q, B * S, 0, I->num)) goto done;
-    if (linear(&I->wk, x, kraw, B * S, 0, I->num)) goto done;
+    if (dsv4_backend()->linear(&I->wq_b, qr, q, B * S, 0, I->num)) goto done;
+    if (dsv4_backend()->linear(&I->wk, x, kraw, B * S, 0, I->num)) goto done;
     dsv4_count_linear(DSV4_COMP_INDEX_PROJ, &I->wq_b, B * S);          /* [COST-4] */
     dsv4_count_linear(DSV4_COMP_INDEX_PROJ, &I->wk, B * S);
     if (I->rmsnorm_k)
-        rmsnorm(kraw, I->k_norm_w, kk, B * S, (int)D, I->eps, I->num);
+        dsv4_backend()->rmsnorm(kraw, I->k_norm_w, kk, B * S, (int)D, I->eps, I->num);
     else
         layernorm(kraw, I->k_norm_w, I->k_norm_b, kk, B * S, (int)D, I->eps, I->num);
 
@@ -193,8 +194,8 @@ int dsa_indexer_forward(dsa_indexer *I, const float *x, const float *qr, int64_t
             rope_apply(I->rope, kk + bs * D, t, I->layout, 0);
         }
     /* [DSA-4] Hadamard rotation (orthogonal: changes nothing in exact arithmetic) */
-    hadamard(q, B * S * H, (int)D, I->num);
-    hadamard(kk, B * S, (int)D, I->num);
+    dsv4_backend()->hadamard(q, B * S * H, (int)D, I->num);
+    dsv4_backend()->hadamard(kk, B * S, (int)D, I->num);
 
     /* [DSA-5] FP8 simulation; the key goes to the cache before any scoring */
     for (int64_t i = 0; i < B * S * H; i++) qscale[i] = fp8_vector(q + i * D, D, I->num);
@@ -207,7 +208,7 @@ int dsa_indexer_forward(dsa_indexer *I, const float *x, const float *qr, int64_t
         }
 
     /* [DSA-6] head weights: fp32 GEMM on f32(x) (official), then the scale chain */
-    if (linear(&I->weights_proj, x, wts, B * S, 1, I->num)) goto done;
+    if (dsv4_backend()->linear(&I->weights_proj, x, wts, B * S, 1, I->num)) goto done;
     dsv4_count_linear(DSV4_COMP_INDEX_PROJ, &I->weights_proj, B * S);  /* [COST-4] */
     {
         const float hs = (float)(1.0 / sqrt((double)H)), ds = (float)(1.0 / sqrt((double)D));

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "indexer.h"
+#include "backend.h"
 #include "counters.h"
 #include "hadamard.h"
 #include "linear.h"
@@ -129,13 +130,13 @@ int indexer_forward(v4_indexer *I, const float *x, const float *qr, int64_t B, i
     if (!q || !w || !score || !ent || !pick) goto done;
 
     /* [IDX-1] queries */
-    if (linear(&I->wq_b, qr, q, N, 0, I->num)) goto done;
+    if (dsv4_backend()->linear(&I->wq_b, qr, q, N, 0, I->num)) goto done;
     dsv4_count_linear(DSV4_COMP_INDEX_PROJ, &I->wq_b, N);             /* [COST-8] */
     for (int64_t i = 0; i < N; i++)
         for (int h = 0; h < H; h++)
             if (r > 0) rope_apply(I->rope, q + (i * H + h) * D + (D - r), start_pos + i % S,
                                   ROPE_INTERLEAVED, 0);
-    hadamard(q, N * H, D, I->num);
+    dsv4_backend()->hadamard(q, N * H, D, I->num);
     if (I->num == DSV4_OFFICIAL) fp4_sim_block(q, N * H * D, 32);
 
     /* [IDX-2] keys of this call */
@@ -160,7 +161,7 @@ int indexer_forward(v4_indexer *I, const float *x, const float *qr, int64_t B, i
     }
 
     /* [IDX-3] head weights */
-    if (linear(&I->weights_proj, x, w, N, 0, I->num)) goto done;
+    if (dsv4_backend()->linear(&I->weights_proj, x, w, N, 0, I->num)) goto done;
     dsv4_count_linear(DSV4_COMP_INDEX_PROJ, &I->weights_proj, N);     /* [COST-8] */
     if (I->num == DSV4_OFFICIAL) {
         float c = (float)(pow((double)D, -0.5) * pow((double)H, -0.5));
@@ -175,8 +176,8 @@ int indexer_forward(v4_indexer *I, const float *x, const float *qr, int64_t B, i
         for (int64_t s = 0; s < S; s++) {
             int64_t t = start_pos + s, vis = (t + 1) / I->ratio;
             int64_t i = b * S + s;
-            indexer_scores(I, q + i * H * D, w + i * H, I->keys + b * I->max_entries * D,
-                           n_total, score);
+            dsv4_backend()->indexer_scores(I, q + i * H * D, w + i * H,
+                                           I->keys + b * I->max_entries * D, n_total, score);
             for (int64_t j = vis; j < n_total; j++) score[j] = -INFINITY;
             for (int64_t j = 0; j < vis; j++)
                 if (isnan(score[j])) {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mha.h"
+#include "backend.h"
 #include "counters.h"
 #include "linear.h"
 #include "numerics.h"
@@ -169,9 +170,9 @@ int mha_forward(mha_layer *L, const float *x, float *out, int64_t B, int64_t S, 
     if (!q || !k || !v || !o || !scratch || !keys) goto done;
 
     /* [MHA-1] projections */
-    if (linear(&L->wq, x, q, B * S, 0, num)) goto done;
-    if (linear(&L->wk, x, k, B * S, 0, num)) goto done;
-    if (linear(&L->wv, x, v, B * S, 0, num)) goto done;
+    if (dsv4_backend()->linear(&L->wq, x, q, B * S, 0, num)) goto done;
+    if (dsv4_backend()->linear(&L->wk, x, k, B * S, 0, num)) goto done;
+    if (dsv4_backend()->linear(&L->wv, x, v, B * S, 0, num)) goto done;
     dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq, B * S);                /* [COST-2] */
     dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wk, B * S);
     dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wv, B * S);
@@ -198,7 +199,7 @@ int mha_forward(mha_layer *L, const float *x, float *out, int64_t B, int64_t S, 
                                keys, t + 1, D, Dv, scale, num, scratch, o + (bs * H + h) * Dv);
         }
     /* [MHA-7] output projection */
-    if (linear(&L->wo, o, out, B * S, 0, num)) goto done;
+    if (dsv4_backend()->linear(&L->wo, o, out, B * S, 0, num)) goto done;
     dsv4_count_linear(DSV4_COMP_O_PROJ, &L->wo, B * S);                /* [COST-2] */
     rc = 0;
 done:

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mhc.h"
+#include "backend.h"
 #include "counters.h"
 #include "linear.h"
 #include "numerics.h"
@@ -32,7 +33,7 @@ int mhc_mixes(const dsv4_weight *fn, const float *x, int64_t hc_dim, double norm
     double mean = fl(fl(ss, num) / (double)hc_dim, num);
     double v = fl(mean + fl(norm_eps, num), num);
     double r = fl(1.0 / sqrt(v), num);
-    if (linear(fn, x, m, 1, 1, num)) return -1;
+    if (dsv4_backend()->linear(fn, x, m, 1, 1, num)) return -1;
     dsv4_count_linear(DSV4_COMP_MHC, fn, 1);                          /* [COST-9] */
     for (int64_t i = 0; i < fn->rows; i++) m[i] = (float)fl((double)m[i] * r, num);
     return 0;

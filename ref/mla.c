@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mla.h"
+#include "backend.h"
 #include "counters.h"
 #include "mha.h"
 #include "dsa_indexer.h"
@@ -427,23 +428,23 @@ static int mla_forward_impl(mla_layer *L, const float *x, float *out, int64_t B,
 
     /* [MLA-1] query */
     if (L->rq == 0) {
-        if (linear(&L->wq, x, q, B * S, 0, num)) goto done;
+        if (dsv4_backend()->linear(&L->wq, x, q, B * S, 0, num)) goto done;
         dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq, B * S);            /* [COST-3] */
     } else {
         cq = dsv4_calloc((size_t)(B * S * L->rq), sizeof(float), "MLA query latent");
         if (!cq) goto done;
-        if (linear(&L->wq_a, x, cq, B * S, 0, num)) goto done;
+        if (dsv4_backend()->linear(&L->wq_a, x, cq, B * S, 0, num)) goto done;
         dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq_a, B * S);          /* [COST-3] */
-        rmsnorm(cq, L->q_norm_w, cq, B * S, (int)L->rq, (float)L->c.norm_eps, num);
-        if (linear(&L->wq_b, cq, q, B * S, 0, num)) goto done;
+        dsv4_backend()->rmsnorm(cq, L->q_norm_w, cq, B * S, (int)L->rq, (float)L->c.norm_eps, num);
+        if (dsv4_backend()->linear(&L->wq_b, cq, q, B * S, 0, num)) goto done;
         dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq_b, B * S);
     }
     /* [MLA-3] latent and rope key */
-    if (linear(&L->wkv_a, x, kva, B * S, 0, num)) goto done;
+    if (dsv4_backend()->linear(&L->wkv_a, x, kva, B * S, 0, num)) goto done;
     dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wkv_a, B * S);            /* [COST-3] */
     for (int64_t i = 0; i < B * S; i++)
         memcpy(c + i * rkv, kva + i * (rkv + dr), (size_t)rkv * sizeof(float));
-    rmsnorm(c, L->kv_norm_w, c, B * S, (int)rkv, (float)L->c.norm_eps, num);
+    dsv4_backend()->rmsnorm(c, L->kv_norm_w, c, B * S, (int)rkv, (float)L->c.norm_eps, num);
     /* [MLA-2] interleaved RoPE on q_R (the last dr dims of every head) and on k_R */
     for (int64_t b = 0; b < B; b++)
         for (int64_t s = 0; s < S; s++) {
@@ -464,7 +465,7 @@ static int mla_forward_impl(mla_layer *L, const float *x, float *out, int64_t B,
     if (L->k_cache) {
         kvb = dsv4_calloc((size_t)(B * S * H * (dn + dv)), sizeof(float), "MLA wkv_b output");
         if (!kvb) goto done;
-        if (linear(&L->wkv_b, c, kvb, B * S, 0, num)) goto done;
+        if (dsv4_backend()->linear(&L->wkv_b, c, kvb, B * S, 0, num)) goto done;
         if (!absorbed)   /* [COST-3]: an absorbed (decode) call never reads these keys */
             dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wkv_b, B * S);
         for (int64_t b = 0; b < B; b++)
@@ -511,7 +512,7 @@ static int mla_forward_impl(mla_layer *L, const float *x, float *out, int64_t B,
             }
         }
     /* [MLA-7] output projection */
-    if (linear(&L->wo, o, out, B * S, 0, num)) goto done;
+    if (dsv4_backend()->linear(&L->wo, o, out, B * S, 0, num)) goto done;
     dsv4_count_linear(DSV4_COMP_O_PROJ, &L->wo, B * S);                /* [COST-3] */
     rc = 0;
 done:

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model.h"
+#include "backend.h"
 #include "counters.h"
 #include "attention.h"
 #include "linear.h"
@@ -262,7 +263,7 @@ static int block_forward(v4_block *b, const dsv4_model *m, float *x, const int64
     /* attention sublayer */
     memcpy(res, x, (size_t)(n * hc * dim) * sizeof *res);
     if (mhc_pre(&b->hc_attn, x, n, a, post, comb, num)) goto done;
-    rmsnorm(a, b->attn_norm, a, n, (int)dim, (float)c->norm_eps, num);
+    dsv4_backend()->rmsnorm(a, b->attn_norm, a, n, (int)dim, (float)c->norm_eps, num);
     snprintf(name, sizeof name, "%s.attn.in", tp);
     if (tap_rows(taps, num, a, B, S, 0, dim, name)) goto done;
     if (v4_attn_forward(b->attn, a, o, B, S, start_pos, taps, tp)) goto done;
@@ -273,7 +274,7 @@ static int block_forward(v4_block *b, const dsv4_model *m, float *x, const int64
     /* MoE sublayer */
     memcpy(res, x, (size_t)(n * hc * dim) * sizeof *res);
     if (mhc_pre(&b->hc_ffn, x, n, a, post, comb, num)) goto done;
-    rmsnorm(a, b->ffn_norm, a, n, (int)dim, (float)c->norm_eps, num);
+    dsv4_backend()->rmsnorm(a, b->ffn_norm, a, n, (int)dim, (float)c->norm_eps, num);
     snprintf(name, sizeof name, "%s.ffn.in", tp);
     if (tap_rows(taps, num, a, B, S, 0, dim, name)) goto done;
     if (moe_forward(&b->moe, a, tokens, n, o, gw, gi, num)) goto done;
@@ -313,8 +314,8 @@ static int head_forward(const dsv4_model *m, const float *x, int64_t B, int64_t 
             return -1;
         }
     }
-    rmsnorm(h, normw, h, B, (int)dim, (float)c->norm_eps, m->num);
-    int rc = linear(&m->head, h, logits, B, 1, m->num);
+    dsv4_backend()->rmsnorm(h, normw, h, B, (int)dim, (float)c->norm_eps, m->num);
+    int rc = dsv4_backend()->linear(&m->head, h, logits, B, 1, m->num);
     dsv4_count_linear(DSV4_COMP_HEAD, &m->head, B);                   /* [COST-11] */
     free(h);
     return rc;
@@ -404,9 +405,11 @@ int dsv4_model_mtp_forward(dsv4_model *m, int64_t j, const int64_t *next, int64_
             e[t * dim + d] = num == DSV4_OFFICIAL ? round_bf16(v) : v;
         }
     }
-    rmsnorm(e, b->enorm, e, n, (int)dim, (float)c->norm_eps, num);
-    rmsnorm(m->last_x, b->hnorm, hn, n * hc, (int)dim, (float)c->norm_eps, num);
-    if (linear(&b->e_proj, e, ep, n, 0, num) || linear(&b->h_proj, hn, hp, n * hc, 0, num)) goto done;
+    dsv4_backend()->rmsnorm(e, b->enorm, e, n, (int)dim, (float)c->norm_eps, num);
+    dsv4_backend()->rmsnorm(m->last_x, b->hnorm, hn, n * hc, (int)dim, (float)c->norm_eps, num);
+    if (dsv4_backend()->linear(&b->e_proj, e, ep, n, 0, num) ||
+        dsv4_backend()->linear(&b->h_proj, hn, hp, n * hc, 0, num))
+        goto done;
     for (int64_t t = 0; t < n; t++)
         for (int64_t k = 0; k < hc; k++)
             for (int64_t d = 0; d < dim; d++) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "moe.h"
+#include "backend.h"
 #include "counters.h"
 #include "linear.h"
 #include "numerics.h"
@@ -101,7 +102,10 @@ int moe_route(const moe_layer *L, const float *a, const int64_t *tokens, int64_t
     double *s = dsv4_calloc((size_t)E, sizeof *s, "router");
     if (!logit || !sel || !s) { free(logit); free(sel); free(s); return -1; }
     for (int64_t t = 0; t < n; t++) {
-        if (linear(&L->gate, a + t * L->dim, logit, 1, 1, num)) { free(logit); free(sel); free(s); return -1; }
+        if (dsv4_backend()->linear(&L->gate, a + t * L->dim, logit, 1, 1, num)) {
+            free(logit); free(sel); free(s);
+            return -1;
+        }
         dsv4_count_linear(DSV4_COMP_MOE_ROUTER, &L->gate, 1);         /* [COST-10] */
         if (L->score_func == SCORE_SOFTMAX) {
             double mx = logit[0], sum = 0.0;
@@ -162,7 +166,9 @@ int moe_expert_forward(const moe_expert *e, int64_t dim, int64_t inter, double s
     float *u = dsv4_calloc((size_t)(n * inter), sizeof *u, "expert up");
     int rc = -1;
     if (!g || !u) goto done;
-    if (linear(&e->w1, a, g, n, 0, num) || linear(&e->w3, a, u, n, 0, num)) goto done;
+    if (dsv4_backend()->linear(&e->w1, a, g, n, 0, num) ||
+        dsv4_backend()->linear(&e->w3, a, u, n, 0, num))
+        goto done;
     dsv4_count_linear(rw ? DSV4_COMP_MOE_ROUTED : DSV4_COMP_MOE_SHARED, &e->w1, n);   /* [COST-10] */
     dsv4_count_linear(rw ? DSV4_COMP_MOE_ROUTED : DSV4_COMP_MOE_SHARED, &e->w3, n);
     for (int64_t t = 0; t < n; t++)
@@ -179,7 +185,7 @@ int moe_expert_forward(const moe_expert *e, int64_t dim, int64_t inter, double s
             if (rw) h = fl((double)rw[t] * h, num);
             g[t * inter + i] = num == DSV4_OFFICIAL ? round_bf16((float)h) : (float)h;
         }
-    if (linear(&e->w2, g, y, n, 0, num)) goto done;
+    if (dsv4_backend()->linear(&e->w2, g, y, n, 0, num)) goto done;
     dsv4_count_linear(rw ? DSV4_COMP_MOE_ROUTED : DSV4_COMP_MOE_SHARED, &e->w2, n);
     (void)dim;
     rc = 0;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "attention.h"
+#include "backend.h"
 #include "compressor.h"
 #include "counters.h"
 #include "indexer.h"
@@ -235,12 +236,12 @@ int64_t v4_attn_cache_bytes(const v4_attn_layer *L, int64_t context)
 static int query_path(v4_attn_layer *L, const float *x, int64_t N, int64_t S, int64_t pos0,
                       float *qr, float *q)
 {
-    if (linear(&L->wq_a, x, qr, N, 0, L->num)) return -1;
+    if (dsv4_backend()->linear(&L->wq_a, x, qr, N, 0, L->num)) return -1;
     dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq_a, N);                 /* [COST-5] */
-    rmsnorm(qr, L->q_norm, qr, N, (int)L->rq, L->eps, L->num);
-    if (linear(&L->wq_b, qr, q, N, 0, L->num)) return -1;
+    dsv4_backend()->rmsnorm(qr, L->q_norm, qr, N, (int)L->rq, L->eps, L->num);
+    if (dsv4_backend()->linear(&L->wq_b, qr, q, N, 0, L->num)) return -1;
     dsv4_count_linear(DSV4_COMP_Q_PROJ, &L->wq_b, N);                 /* [COST-5] */
-    rmsnorm_head(q, N * L->H, (int)L->D, L->eps, L->num);
+    dsv4_backend()->rmsnorm_head(q, N * L->H, (int)L->D, L->eps, L->num);
     if (L->rd > 0)
         for (int64_t i = 0; i < N; i++)
             for (int64_t h = 0; h < L->H; h++)
@@ -254,9 +255,9 @@ static int query_path(v4_attn_layer *L, const float *x, int64_t N, int64_t S, in
  * (official only; rope dims stay bf16). */
 static int window_kv(v4_attn_layer *L, const float *x, int64_t N, int64_t S, int64_t pos0, float *kv)
 {
-    if (linear(&L->wkv, x, kv, N, 0, L->num)) return -1;
+    if (dsv4_backend()->linear(&L->wkv, x, kv, N, 0, L->num)) return -1;
     dsv4_count_linear(DSV4_COMP_KV_PROJ, &L->wkv, N);                 /* [COST-5] */
-    rmsnorm(kv, L->kv_norm, kv, N, (int)L->D, L->eps, L->num);
+    dsv4_backend()->rmsnorm(kv, L->kv_norm, kv, N, (int)L->D, L->eps, L->num);
     for (int64_t i = 0; i < N; i++) {
         float *row = kv + i * L->D;
         if (L->rd > 0) rope_apply(&L->rope, row + (L->D - L->rd), pos0 + i % S, ROPE_INTERLEAVED, 0);
@@ -306,12 +307,12 @@ static int output_projection(v4_attn_layer *L, const float *o, int64_t N, float 
         wg.data = (const char *)L->wo_a.data + (size_t)(g * L->R * cols) * esz;
         for (int64_t i = 0; i < N; i++)
             memcpy(og + i * cols, o + i * L->H * L->D + g * cols, sizeof(float) * (size_t)cols);
-        if (linear(&wg, og, zg, N, 0, L->num)) goto done;
+        if (dsv4_backend()->linear(&wg, og, zg, N, 0, L->num)) goto done;
         dsv4_count_linear(DSV4_COMP_O_PROJ, &wg, N);                  /* [COST-5] */
         for (int64_t i = 0; i < N; i++)
             memcpy(z + i * GR + g * L->R, zg + i * L->R, sizeof(float) * (size_t)L->R);
     }
-    if (linear(&L->wo_b, z, out, N, 0, L->num)) goto done;
+    if (dsv4_backend()->linear(&L->wo_b, z, out, N, 0, L->num)) goto done;
     dsv4_count_linear(DSV4_COMP_O_PROJ, &L->wo_b, N);                 /* [COST-5] */
     ret = 0;
 done:
@@ -462,8 +463,8 @@ int v4_attn_forward(v4_attn_layer *L, const float *x, float *out, int64_t B, int
         }
         for (int64_t s = 0; s < S; s++) {
             int64_t i = b * S + s;
-            if (sparse_attention(q + i * H * D, H, D, kvb, kv_rows, list + i * width, width, L->sink,
-                                 scale, o + i * H * D, L->num))
+            if (dsv4_backend()->sparse_attention(q + i * H * D, H, D, kvb, kv_rows, list + i * width,
+                                                 width, L->sink, scale, o + i * H * D, L->num))
                 goto done;
         }
     }

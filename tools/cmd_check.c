@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli.h"
+#include "backend.h"
 #include "check_attn.h"
 #include "check_case.h"
 #include "config.h"
@@ -23,12 +24,14 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: dsv4ref check GOLDEN [--backend ref] [--numerics official|exact]\n"
+            "usage: dsv4ref check GOLDEN [--backend ref|omp|cuda] [--numerics official|exact]\n"
             "                    [--teacher-forcing] [--dump OUT]\n"
             "  Runs the model, schedule (metadata `schedule`) and inputs (inputs.tokens) of a golden\n"
             "  file and compares every tap it holds with the rules of official_compare.py:\n"
             "  per-row rel-L2 pooled per module path <= 1e-2 (logits 2e-2), at most 1%% outlier\n"
             "  rows > 5e-2, index taps as sets (mean Jaccard >= 0.98).\n"
+            "  --backend          kernel set (spec/backends.md): ref (default), omp (OpenMP,\n"
+            "                     bit-identical to ref; OMP_NUM_THREADS threads), cuda\n"
             "  --numerics         default: the file's metadata `numerics`\n"
             "  --teacher-forcing  feed each Block the golden output of the previous one (every\n"
             "                     tap judged); without it the model runs free and only the logits\n"
@@ -177,8 +180,8 @@ int cmd_check(int argc, char **argv)
             rmsnorm_head_set_torch_vec_loop((int)v);
         }
         else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
-            if (strcmp(argv[++i], "ref") != 0) {
-                fprintf(stderr, "dsv4ref check: backend '%s' is not available (only ref)\n", argv[i]);
+            if (dsv4_backend_select(argv[++i])) {
+                fprintf(stderr, "dsv4ref check: %s\n", dsv4_last_error());
                 return EXIT_BAD_INPUT;
             }
         } else if (argv[i][0] == '-' || golden) {

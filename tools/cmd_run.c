@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli.h"
+#include "backend.h"
 #include "config.h"
 #include "model.h"
 #include "tiny_model.h"
@@ -16,13 +17,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: dsv4ref run [--config FILE | --checkpoint DIR] [--tokens 1,2,3] [--decode N]\n"
-            "                   [--numerics official|exact] [--seed S]\n"
+            "                   [--numerics official|exact] [--seed S] [--backend ref|omp|cuda]\n"
             "  --checkpoint DIR  an official checkpoint directory (model*.safetensors, index.json);\n"
             "                    its config: --config FILE, else DIR/config.json\n"
             "  --config FILE     with no checkpoint: seeded random weights of that config\n"
             "  (neither)         the embedded tiny V4 model\n"
             "  --tokens          the prompt (default 0,1,...,11 modulo the vocabulary)\n"
-            "  --decode N        greedy decode steps after the prefill (default 8)\n");
+            "  --decode N        greedy decode steps after the prefill (default 8)\n"
+            "  --backend         kernel set (spec/backends.md): ref (default), omp, cuda\n");
 }
 
 static int parse_tokens(const char *s, int64_t **out, int64_t *n)
@@ -109,6 +111,12 @@ int cmd_run(int argc, char **argv)
         else if (strcmp(argv[i], "--checkpoint") == 0 && i + 1 < argc) ckpt = argv[++i];
         else if (strcmp(argv[i], "--tokens") == 0 && i + 1 < argc) tok_arg = argv[++i];
         else if (strcmp(argv[i], "--numerics") == 0 && i + 1 < argc) num_arg = argv[++i];
+        else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
+            if (dsv4_backend_select(argv[++i])) {
+                fprintf(stderr, "dsv4ref run: %s\n", dsv4_last_error());
+                return EXIT_BAD_INPUT;
+            }
+        }
         else if (strcmp(argv[i], "--decode") == 0 && i + 1 < argc) {
             char *end;
             n_decode = strtoll(argv[++i], &end, 10);
