@@ -11,11 +11,14 @@
  *   bf16 rounding).
  * scores_wmma_kernel<H, D> (official, bf16 q and keys: both are bf16 values after the FP4
  *   simulation, so the conversion is exact): grid (ceil(n/512), T), block 128; q^T is held
- *   in registers as tensor-core fragments; each warp takes 8 tiles of 16 keys, loads a
- *   tile's [16 x D] keys straight from global memory (row-major, ld = D) as fragments,
- *   computes the [16 x H] dot products on the tensor cores (wmma m16n16k16, bf16 x bf16 ->
- *   fp32), stages them in shared memory, and lanes 0..15 run the epilogue of one key each
- *   in ascending h. The key buffer must be readable up to a multiple of 16 rows.
+ *   in registers as tensor-core fragments; each warp takes 8 tiles of 16 keys (keys
+ *   warp*16 + 64 i of the block's 512); a tile's [16 x D] keys (contiguous) are copied to
+ *   the warp's shared stage by cp.async in 16-byte pieces, two tiles in flight ahead of the
+ *   arithmetic (dynamic shared memory ~51 KB for H = 64, D = 128); the warp loads the tile
+ *   as fragments, computes the [16 x H] dot products on the tensor cores (wmma m16n16k16,
+ *   bf16 x bf16 -> fp32), stages them in shared memory, and lanes 0..15 run the epilogue of
+ *   one key each in ascending h. The key buffer must be readable up to a multiple of 16
+ *   rows.
  * topk_kernel: grid T, block 1024. Radix select on the order-preserving 32-bit image of the
  *   fp32 score (4 passes of 8 bits, shared 256-bin histogram, warp-aggregated atomics) finds the k-th largest value v;
  *   then every score > v is taken, and the first (k - #greater) scores == v in index order
@@ -24,6 +27,7 @@
  *   SMs work on one row, each pass over shared memory. */
 #include <cstdlib>
 #include <mma.h>
+#include <cuda_pipeline.h>
 #include "cuda_common.cuh"
 #include "kernels.h"
 
@@ -74,15 +78,42 @@ __global__ void scores_f32_kernel(const float *q, const float *w, const float *k
 #define IDX_TPW 8        /* 16-key tiles per warp: a block covers 4 * 8 * 16 = 512 keys */
 
 template <int H, int D>
+struct idx_smem {
+    __nv_bfloat16 k[4][2][16][D + 8];   /* per warp: two stages of a 16-key tile, rows padded */
+    float s[4][16 * (H + 4)];           /* per warp: [16 keys][H heads], rows padded */
+};
+
+/* One warp's asynchronous copy of the contiguous [16 x D] key tile at kb into dst (16-byte
+ * pieces), committed as one group. */
+template <int D>
+__device__ void idx_stage(__nv_bfloat16 (*dst)[D + 8], const __nv_bfloat16 *kb, int lane)
+{
+    for (int i = lane; i < 16 * (D / 8); i += 32) {
+        int r = i / (D / 8), c8 = i % (D / 8);
+        __pipeline_memcpy_async(&dst[r][c8 * 8], kb + (int64_t)r * D + c8 * 8, 16);
+    }
+    __pipeline_commit();
+}
+
+template <int H, int D>
 __global__ void __launch_bounds__(128)
 scores_wmma_kernel(const __nv_bfloat16 *q, const float *w, const __nv_bfloat16 *keys,
                    int64_t key_stride, int64_t n, float *score)
 {
-    __shared__ float s[4][16 * (H + 4)];   /* per warp: [16 keys][H heads], rows padded */
+    extern __shared__ __align__(128) unsigned char smraw[];
+    idx_smem<H, D> &sm = *reinterpret_cast<idx_smem<H, D> *>(smraw);
+    float *s = sm.s[0];
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int64_t t = blockIdx.y;
     const __nv_bfloat16 *qt = q + t * (int64_t)H * D;
+    const __nv_bfloat16 *kt = keys + t * key_stride;
     const float *wt = w + t * H;
+    /* the warp's tiles: keys jb + 64 i .. + 15, i < IDX_TPW; the first two go out at once */
+    int64_t jb = (int64_t)blockIdx.x * (64 * IDX_TPW) + warp * 16;
+    for (int st = 0; st < 2; st++) {
+        if (jb + st * 64 < n) idx_stage<D>(sm.k[warp][st], kt + (jb + st * 64) * D, lane);
+        else __pipeline_commit();   /* empty group: one group per tile, always */
+    }
     /* q^T as tensor-core B fragments (column = head), loaded once per block into registers */
     wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> qb[H / 16][D / 16];
 #pragma unroll
@@ -90,25 +121,29 @@ scores_wmma_kernel(const __nv_bfloat16 *q, const float *w, const __nv_bfloat16 *
 #pragma unroll
         for (int k = 0; k < D / 16; k++) wmma::load_matrix_sync(qb[nt][k], qt + nt * 16 * D + k * 16, D);
     for (int tile = 0; tile < IDX_TPW; tile++) {
-        int64_t j0 = (int64_t)blockIdx.x * (64 * IDX_TPW) + (tile * 4 + warp) * 16;
+        int64_t j0 = jb + tile * 64;
         if (j0 >= n) break;
-        const __nv_bfloat16 *kb = keys + t * key_stride + j0 * D;
+        __pipeline_wait_prior(1);   /* this tile's group has landed (the next may be in flight) */
+        __syncwarp();
         wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ka[D / 16];
 #pragma unroll
-        for (int k = 0; k < D / 16; k++) wmma::load_matrix_sync(ka[k], kb + k * 16, D);   /* keys [16][D] */
+        for (int k = 0; k < D / 16; k++) wmma::load_matrix_sync(ka[k], &sm.k[warp][tile & 1][0][k * 16], D + 8);
+        __syncwarp();               /* the stage is free: the tile after next goes into it */
+        if (tile + 2 < IDX_TPW && j0 + 128 < n) idx_stage<D>(sm.k[warp][tile & 1], kt + (j0 + 128) * D, lane);
+        else __pipeline_commit();
 #pragma unroll
         for (int nt = 0; nt < H / 16; nt++) {
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
             wmma::fill_fragment(acc, 0.0f);
 #pragma unroll
             for (int k = 0; k < D / 16; k++) wmma::mma_sync(acc, ka[k], qb[nt][k], acc);
-            wmma::store_matrix_sync(&s[warp][nt * 16], acc, H + 4, wmma::mem_row_major);
+            wmma::store_matrix_sync(&s[warp * 16 * (H + 4) + nt * 16], acc, H + 4, wmma::mem_row_major);
         }
         __syncwarp();
         if (lane < 16 && j0 + lane < n) {
             float totf = 0.0f;
             for (int h = 0; h < H; h++) {
-                float dh = d_round_bf16(s[warp][lane * (H + 4) + h]);
+                float dh = d_round_bf16(s[warp * 16 * (H + 4) + lane * (H + 4) + h]);
                 if (dh < 0.0f) dh = 0.0f;
                 totf += d_round_bf16(dh * wt[h]);
             }
@@ -116,6 +151,22 @@ scores_wmma_kernel(const __nv_bfloat16 *q, const float *w, const __nv_bfloat16 *
         }
         __syncwarp();
     }
+    __pipeline_wait_prior(0);
+}
+
+template <int H, int D>
+static int launch_scores_wmma(dim3 grid, const __nv_bfloat16 *q, const float *w, const __nv_bfloat16 *k,
+                              int64_t key_stride, int64_t n, float *score)
+{
+    static int attr_set = 0;
+    if (!attr_set) {
+        CK(cudaFuncSetAttribute(scores_wmma_kernel<H, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)sizeof(idx_smem<H, D>)));
+        attr_set = 1;
+    }
+    scores_wmma_kernel<H, D><<<grid, 128, sizeof(idx_smem<H, D>)>>>(q, w, k, key_stride, n, score);
+    CK_LAUNCH("indexer_scores_wmma");
+    return 0;
 }
 
 /* [IDX-4] device q: [T, H, D], w: [T, H], keys at dkeys + t*key_stride: [n, D] -> score: [T, n];
@@ -142,13 +193,11 @@ extern "C" int launch_indexer_scores_bf16(const void *dq, const float *dw, const
     if (T <= 0 || n <= 0) return 0;
     dim3 grid((unsigned)((n + 64 * IDX_TPW - 1) / (64 * IDX_TPW)), (unsigned)T);
     const __nv_bfloat16 *q = (const __nv_bfloat16 *)dq, *k = (const __nv_bfloat16 *)dkeys;
-    if (H == 64 && D == 128) scores_wmma_kernel<64, 128><<<grid, 128>>>(q, dw, k, key_stride, n, dscore);
-    else if (H == 32 && D == 128) scores_wmma_kernel<32, 128><<<grid, 128>>>(q, dw, k, key_stride, n, dscore);
-    else if (H == 16 && D == 128) scores_wmma_kernel<16, 128><<<grid, 128>>>(q, dw, k, key_stride, n, dscore);
-    else if (H == 64 && D == 64) scores_wmma_kernel<64, 64><<<grid, 128>>>(q, dw, k, key_stride, n, dscore);
-    else return dsv4_set_error("cuda indexer (wmma): (H, D) = (%d, %d) not instantiated", H, D);
-    CK_LAUNCH("indexer_scores_wmma");
-    return 0;
+    if (H == 64 && D == 128) return launch_scores_wmma<64, 128>(grid, q, dw, k, key_stride, n, dscore);
+    if (H == 32 && D == 128) return launch_scores_wmma<32, 128>(grid, q, dw, k, key_stride, n, dscore);
+    if (H == 16 && D == 128) return launch_scores_wmma<16, 128>(grid, q, dw, k, key_stride, n, dscore);
+    if (H == 64 && D == 64) return launch_scores_wmma<64, 64>(grid, q, dw, k, key_stride, n, dscore);
+    return dsv4_set_error("cuda indexer (wmma): (H, D) = (%d, %d) not instantiated", H, D);
 }
 
 /* [IDX-4] ref/indexer.c: indexer_scores on the GPU. q: [H, D], w: [H], keys: [n, D] host ->

@@ -328,7 +328,21 @@ __global__ void sparse_combine_kernel(const float *part, int64_t H, int D, int n
     }
 }
 
+/* [SPA-4] merge of the key splits: part: [T, H, ns, D + 2] -> out: [T, H, D] (launcher shared
+ * with sparse_attention_pipe.cu) */
+extern "C" int launch_sparse_combine(const float *part, int64_t T, int64_t H, int64_t D, int64_t ns,
+                                     const float *dsink, float *dout)
+{
+    sparse_combine_kernel<<<(unsigned)(T * H), 256>>>(part, H, (int)D, (int)ns, dsink, dout);
+    CK_LAUNCH("sparse_attention_combine");
+    return 0;
+}
+
 static int g_allow_split = 1;
+static int g_use_pipe = 1;
+/* 0: the plain tensor-core kernel (sparse_wmma_kernel) instead of the pipelined one
+ * (sparse_attention_pipe.cu); for the kernel lab and the before/after benchmark */
+extern "C" void sparse_attention_use_pipe(int on) { g_use_pipe = on; }
 /* 0: never split the key list (the official kernel's exact block order, one pass per query) */
 extern "C" void sparse_attention_allow_split(int on) { g_allow_split = on; }
 
@@ -365,13 +379,18 @@ static int launch_wmma(const void *dq, int64_t T, int64_t H, const void *dkv, in
     return 0;
 }
 
-/* [SPA-1..SPA-4] device form on the tensor cores (official); H % 16 == 0, D in {64, 128, 512} */
+/* [SPA-1..SPA-4] device form on the tensor cores (official); H % 16 == 0, D in {64, 128, 512};
+ * H % 32 == 0 goes to the pipelined kernel (sparse_attention_pipe.cu) unless
+ * sparse_attention_use_pipe(0) */
 extern "C" int launch_sparse_attention_bf16(const void *dq, int64_t T, int64_t H, int64_t D,
                                             const void *dkv, int64_t kv_stride, int64_t q_per_kv,
                                             const int32_t *didx, int64_t n_idx, const float *dsink,
                                             float scale, float *dout)
 {
     if (T <= 0) return 0;
+    if (g_use_pipe && H % 32 == 0 && (D == 512 || D == 128 || D == 64))
+        return launch_sparse_attention_pipe(dq, T, H, D, dkv, kv_stride, q_per_kv, didx, n_idx, dsink,
+                                            scale, dout, g_allow_split);
     if (H % WHB != 0) return dsv4_set_error("cuda sparse_attention (wmma): H = %lld is not a multiple of 16", (long long)H);
     if (D == 512) return launch_wmma<512>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout);
     if (D == 128) return launch_wmma<128>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout);

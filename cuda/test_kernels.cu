@@ -414,18 +414,23 @@ static void test_sparse_attention(void)
             cudaMemcpy(dk, kb.data(), kb.size() * 2, cudaMemcpyHostToDevice);
             cudaMemcpy(di, i32.data(), i32.size() * 4, cudaMemcpyHostToDevice);
             cudaMemcpy(ds, sink.data(), H * 4, cudaMemcpyHostToDevice);
+            for (int pipe = 0; pipe < 2; pipe++)
             for (int split = 0; split < 2; split++) {
+                sparse_attention_use_pipe(pipe);
                 sparse_attention_allow_split(split);
                 cudaMemset(dout, 0xFF, H * D * 4);
                 int rc = launch_sparse_attention_bf16(dq, 1, H, D, dk, 0, 1, di, n_idx, ds, (float)scale, (float *)dout);
                 cudaDeviceSynchronize();
                 poison(got);
                 cudaMemcpy(got.data(), dout, H * D * 4, cudaMemcpyDeviceToHost);
-                const char *what = split ? "sparse_attention wmma official (key split)" : "sparse_attention wmma official (one pass)";
+                char what[96];
+                snprintf(what, sizeof what, "sparse_attention %s official (%s)", pipe ? "pipelined" : "wmma",
+                         split ? "key split" : "one pass");
                 if (rc) check_true(what, false, dsv4_last_error());
                 else check_rel(what, got.data(), want.data(), got.size(), 1e-2);
             }
             sparse_attention_allow_split(1);
+            sparse_attention_use_pipe(1);
             cudaFree(dq); cudaFree(dk); cudaFree(di); cudaFree(ds); cudaFree(dout);
         }
         /* all masked: exactly zero */
@@ -439,6 +444,58 @@ static void test_sparse_attention(void)
 }
 
 /* ---- mHC post, MoE expert ---- */
+
+/* batched decode through the tensor-core kernels: T queries, each with its own kv rows
+ * (kv_stride), list lengths that end in a partial block; pitfall: a query reading another
+ * query's rows, or a double-buffered tile read before its gather landed */
+static void test_sparse_attention_batched(void)
+{
+    for (int64_t D : { (int64_t)128, (int64_t)512 }) {
+        int64_t T = 5, H = 64, n_kv = 300, n_idx = 3 * 64 + 21;
+        std::vector<float> q = randn((size_t)(T * H * D)), kv = randn((size_t)(T * n_kv * D)), sink = randn((size_t)H);
+        to_bf16(q); to_bf16(kv);
+        std::vector<int32_t> i32((size_t)(T * n_idx));
+        std::vector<float> want((size_t)(T * H * D)), got(want.size());
+        float scale = (float)pow((double)D, -0.5);
+        for (int64_t t = 0; t < T; t++) {
+            std::vector<int64_t> idx((size_t)n_idx);
+            for (int64_t i = 0; i < n_idx; i++) {
+                idx[(size_t)i] = rnd_u64() % 7 == 0 ? -1 : (int64_t)(rnd_u64() % n_kv);
+                i32[(size_t)(t * n_idx + i)] = (int32_t)idx[(size_t)i];
+            }
+            sparse_attention(q.data() + t * H * D, H, D, kv.data() + t * n_kv * D, n_kv, idx.data(), n_idx,
+                             sink.data(), (double)scale, want.data() + t * H * D, DSV4_OFFICIAL);
+        }
+        std::vector<__nv_bfloat16> qb(q.size()), kb(kv.size());
+        for (size_t i = 0; i < q.size(); i++) qb[i] = __float2bfloat16_rn(q[i]);
+        for (size_t i = 0; i < kv.size(); i++) kb[i] = __float2bfloat16_rn(kv[i]);
+        void *dq, *dk; int32_t *di; float *ds, *dout;
+        cudaMalloc(&dq, qb.size() * 2); cudaMalloc(&dk, kb.size() * 2); cudaMalloc(&di, i32.size() * 4);
+        cudaMalloc(&ds, H * 4); cudaMalloc(&dout, got.size() * 4);
+        cudaMemcpy(dq, qb.data(), qb.size() * 2, cudaMemcpyHostToDevice);
+        cudaMemcpy(dk, kb.data(), kb.size() * 2, cudaMemcpyHostToDevice);
+        cudaMemcpy(di, i32.data(), i32.size() * 4, cudaMemcpyHostToDevice);
+        cudaMemcpy(ds, sink.data(), H * 4, cudaMemcpyHostToDevice);
+        for (int pipe = 0; pipe < 2; pipe++)
+        for (int split = 0; split < 2; split++) {
+            sparse_attention_use_pipe(pipe);
+            sparse_attention_allow_split(split);
+            cudaMemset(dout, 0xFF, got.size() * 4);
+            int rc = launch_sparse_attention_bf16(dq, T, H, D, dk, n_kv * D, 1, di, n_idx, ds, scale, dout);
+            cudaDeviceSynchronize();
+            poison(got);
+            cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost);
+            char what[96];
+            snprintf(what, sizeof what, "sparse_attention T=5 D=%lld %s (%s)", (long long)D,
+                     pipe ? "pipelined" : "wmma", split ? "key split" : "one pass");
+            if (rc) check_true(what, false, dsv4_last_error());
+            else check_rel(what, got.data(), want.data(), got.size(), 1e-2);
+        }
+        sparse_attention_allow_split(1);
+        sparse_attention_use_pipe(1);
+        cudaFree(dq); cudaFree(dk); cudaFree(di); cudaFree(ds); cudaFree(dout);
+    }
+}
 
 static void test_mhc_moe(void)
 {
@@ -572,13 +629,16 @@ static int bench(void)
             double bytes = (double)B * (H * D * 2 + n_idx * D * 2 + n_idx * 4 + H * D * 4);
             double flops = (double)B * 4.0 * H * n_idx * D;
             const char *nmk = csa ? "CSA decode (128+512 of 262144)" : "HCA decode 1M (128+8192)";
+            for (int pipe = 1; pipe >= 0; pipe--)
             for (int split = 1; split >= 0; split--) {
+                sparse_attention_use_pipe(pipe);
                 sparse_attention_allow_split(split);
                 float ms = time_ms([&] { launch_sparse_attention_bf16(q, B, H, D, kv, n_pool * D, 1, idx, n_idx, sink, 0.0441941738f, out); });
-                char name[80]; snprintf(name, sizeof name, "%s wmma%s", nmk, split ? "" : " 1-pass");
+                char name[80]; snprintf(name, sizeof name, "%s %s%s", nmk, pipe ? "pipe" : "wmma", split ? "" : " 1-pass");
                 if (split || B < 64) row(name, B, ms, bytes, flops);
             }
             sparse_attention_allow_split(1);
+            sparse_attention_use_pipe(1);
             /* CUDA-core kernel on an fp32 copy of the pool (same byte count as fp32 gathers) */
             if (cudaMalloc(&kvf, (size_t)(B * n_pool * D) * 4) == cudaSuccess) {
                 fill_f32(kvf, (size_t)(B * n_pool * D), 2.0f);
@@ -759,6 +819,7 @@ int main(int argc, char **argv)
     test_compressor();
     test_indexer();
     test_sparse_attention();
+    test_sparse_attention_batched();
     test_mhc_moe();
     cudaError_t e = cudaDeviceSynchronize();
     if (e != cudaSuccess) { printf("FAIL CUDA error: %s\n", cudaGetErrorString(e)); return 1; }
