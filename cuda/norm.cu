@@ -97,8 +97,7 @@ extern "C" int launch_rmsnorm(const float *dx, const float *dw, float *dy, int64
 extern "C" int launch_rmsnorm_head(float *dx, int64_t n_rows, int dim, float eps, dsv4_numerics num)
 {
     if (n_rows <= 0) return 0;
-    int64_t w = rmsnorm_head_torch_vec_loop();               /* [NORM-2b], ref/norm.c */
-    int64_t body = w > 0 ? n_rows - n_rows % w : n_rows;
+    int64_t body = rmsnorm_head_body(n_rows);                 /* [NORM-2b], ref/norm.c */
     rmsnorm_head_kernel<<<(unsigned)n_rows, NORM_THREADS>>>(dx, dim, eps, num == DSV4_OFFICIAL, body);
     CK_LAUNCH("rmsnorm_head");
     return 0;

@@ -18,6 +18,24 @@
  * On n not a power of two (or n > 2^20) x is left unchanged and an error is recorded.
  * Pitfalls guarded: 4 / 11 (the rotation before FP8 / FP4 quantization is not optional);
  * a sequency-ordered (Walsh) or unnormalised matrix; scaling by 1/n instead of n^-1/2. */
+void hadamard_row(float *xr, int n, double *t, dsv4_numerics num)
+{
+    const float scale32 = (float)(1.0 / sqrt((double)n));
+    const double scale64 = 1.0 / sqrt((double)n);
+    for (int i = 0; i < n; i++) t[i] = (double)xr[i];
+    for (int h = 1; h < n; h *= 2)
+        for (int i = 0; i < n; i += 2 * h)
+            for (int j = i; j < i + h; j++) {
+                double a = t[j], b = t[j + h];
+                t[j] = a + b;
+                t[j + h] = a - b;
+            }
+    for (int i = 0; i < n; i++) {
+        if (num == DSV4_OFFICIAL) xr[i] = round_bf16((float)t[i] * scale32);
+        else xr[i] = (float)(t[i] * scale64);
+    }
+}
+
 void hadamard(float *x, int64_t n_rows, int n, dsv4_numerics num)
 {
     if (n <= 0 || n > (1 << 20) || (n & (n - 1)) != 0) {
@@ -26,22 +44,6 @@ void hadamard(float *x, int64_t n_rows, int n, dsv4_numerics num)
     }
     double *t = dsv4_calloc((size_t)n, sizeof(double), "hadamard buffer");
     if (!t) return;
-    const float scale32 = (float)(1.0 / sqrt((double)n));
-    const double scale64 = 1.0 / sqrt((double)n);
-    for (int64_t row = 0; row < n_rows; row++) {
-        float *xr = x + row * n;
-        for (int i = 0; i < n; i++) t[i] = (double)xr[i];
-        for (int h = 1; h < n; h *= 2)
-            for (int i = 0; i < n; i += 2 * h)
-                for (int j = i; j < i + h; j++) {
-                    double a = t[j], b = t[j + h];
-                    t[j] = a + b;
-                    t[j + h] = a - b;
-                }
-        for (int i = 0; i < n; i++) {
-            if (num == DSV4_OFFICIAL) xr[i] = round_bf16((float)t[i] * scale32);
-            else xr[i] = (float)(t[i] * scale64);
-        }
-    }
+    for (int64_t row = 0; row < n_rows; row++) hadamard_row(x + row * n, n, t, num);
     free(t);
 }

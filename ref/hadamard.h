@@ -11,5 +11,8 @@
  * exact: double, fp32 out.
  * n not a power of two (or > 2^20): x is left unchanged and dsv4_set_error() is called. */
 void hadamard(float *x, int64_t n_rows, int n, dsv4_numerics num);
+/* [HAD-1] one row (xr: [n], in place; n a power of two; t: [n] scratch): what every
+ * backend's row loop calls. */
+void hadamard_row(float *xr, int n, double *t, dsv4_numerics num);
 
 #endif

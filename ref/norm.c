@@ -19,33 +19,36 @@
  * Pitfalls guarded: the multiplication order (x * r) * w; a bf16 rounding between the
  * normalisation and the weight (HF V2 style: two roundings instead of one); eps outside
  * the square root; mean over the wrong dimension (dim is the normalised width). */
+void rmsnorm_row(const float *xr, const float *w, float *yr, int dim, float eps,
+                 dsv4_numerics num)
+{
+    if (num == DSV4_OFFICIAL) {
+        double ss = 0.0;
+        for (int j = 0; j < dim; j++) ss += (double)(xr[j] * xr[j]);  /* f32 squares, exact sum */
+        float v = (float)ss / (float)dim;
+        float r = 1.0f / sqrtf(v + eps);
+        for (int j = 0; j < dim; j++) {
+            float t = xr[j] * r;
+            if (w) t = w[j] * t;
+            yr[j] = round_bf16(t);
+        }
+    } else {
+        double ss = 0.0;
+        for (int j = 0; j < dim; j++) ss += (double)xr[j] * (double)xr[j];
+        double r = 1.0 / sqrt(ss / (double)dim + (double)eps);
+        for (int j = 0; j < dim; j++) {
+            double t = (double)xr[j] * r;
+            if (w) t *= (double)w[j];
+            yr[j] = (float)t;
+        }
+    }
+}
+
 void rmsnorm(const float *x, const float *w, float *y, int64_t n_rows, int dim, float eps,
              dsv4_numerics num)
 {
-    for (int64_t row = 0; row < n_rows; row++) {
-        const float *xr = x + row * dim;
-        float *yr = y + row * dim;
-        if (num == DSV4_OFFICIAL) {
-            double ss = 0.0;
-            for (int j = 0; j < dim; j++) ss += (double)(xr[j] * xr[j]);  /* f32 squares, exact sum */
-            float v = (float)ss / (float)dim;
-            float r = 1.0f / sqrtf(v + eps);
-            for (int j = 0; j < dim; j++) {
-                float t = xr[j] * r;
-                if (w) t = w[j] * t;
-                yr[j] = round_bf16(t);
-            }
-        } else {
-            double ss = 0.0;
-            for (int j = 0; j < dim; j++) ss += (double)xr[j] * (double)xr[j];
-            double r = 1.0 / sqrt(ss / (double)dim + (double)eps);
-            for (int j = 0; j < dim; j++) {
-                double t = (double)xr[j] * r;
-                if (w) t *= (double)w[j];
-                yr[j] = (float)t;
-            }
-        }
-    }
+    for (int64_t row = 0; row < n_rows; row++)
+        rmsnorm_row(x + row * dim, w, y + row * dim, dim, eps, num);
 }
 
 /* [NORM-2] x: [n_rows, dim] in place, no weight (V4 q per-head norm:
@@ -71,28 +74,36 @@ static int g_torch_cpu_vec_loop = 32;
 void rmsnorm_head_set_torch_vec_loop(int n) { g_torch_cpu_vec_loop = n > 0 ? n : 0; }
 int rmsnorm_head_torch_vec_loop(void) { return g_torch_cpu_vec_loop; }
 
-void rmsnorm_head(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics num)
+void rmsnorm_head_row(float *xr, int dim, float eps, dsv4_numerics num, int scalar_tail)
+{
+    if (num == DSV4_OFFICIAL) {
+        double ss = 0.0;
+        for (int j = 0; j < dim; j++) ss += (double)round_bf16(xr[j] * xr[j]);
+        float m = round_bf16((float)ss / (float)dim);
+        m = round_bf16(m + eps);
+        float sq = sqrtf(m);
+        if (scalar_tail) sq = round_bf16(sq);   /* [NORM-2b] sqrt rounded to bf16 first */
+        float r = round_bf16(1.0f / sq);
+        for (int j = 0; j < dim; j++) xr[j] = round_bf16(xr[j] * r);
+    } else {
+        double ss = 0.0;
+        for (int j = 0; j < dim; j++) ss += (double)xr[j] * (double)xr[j];
+        double r = 1.0 / sqrt(ss / (double)dim + (double)eps);
+        for (int j = 0; j < dim; j++) xr[j] = (float)((double)xr[j] * r);
+    }
+}
+
+int64_t rmsnorm_head_body(int64_t n_rows)
 {
     int64_t w = g_torch_cpu_vec_loop;
-    int64_t body = w > 0 ? n_rows - n_rows % w : n_rows;   /* rows [body, n_rows) = scalar tail */
-    for (int64_t row = 0; row < n_rows; row++) {
-        float *xr = x + row * dim;
-        if (num == DSV4_OFFICIAL) {
-            double ss = 0.0;
-            for (int j = 0; j < dim; j++) ss += (double)round_bf16(xr[j] * xr[j]);
-            float m = round_bf16((float)ss / (float)dim);
-            m = round_bf16(m + eps);
-            float sq = sqrtf(m);
-            if (row >= body) sq = round_bf16(sq);   /* scalar tail: sqrt rounded to bf16 first */
-            float r = round_bf16(1.0f / sq);
-            for (int j = 0; j < dim; j++) xr[j] = round_bf16(xr[j] * r);
-        } else {
-            double ss = 0.0;
-            for (int j = 0; j < dim; j++) ss += (double)xr[j] * (double)xr[j];
-            double r = 1.0 / sqrt(ss / (double)dim + (double)eps);
-            for (int j = 0; j < dim; j++) xr[j] = (float)((double)xr[j] * r);
-        }
-    }
+    return w > 0 ? n_rows - n_rows % w : n_rows;   /* rows [body, n_rows) = scalar tail */
+}
+
+void rmsnorm_head(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics num)
+{
+    int64_t body = rmsnorm_head_body(n_rows);
+    for (int64_t row = 0; row < n_rows; row++)
+        rmsnorm_head_row(x + row * dim, dim, eps, num, row >= body);
 }
 
 /* ---- LayerNorm ---- */

@@ -10,6 +10,9 @@
  * exact   : double accumulation, y = w * x / sqrt(mean(x^2) + eps), fp32 out. */
 void rmsnorm(const float *x, const float *w, float *y, int64_t n_rows, int dim, float eps,
              dsv4_numerics num);
+/* [NORM-1] one row of it (xr, yr: [dim]); what every backend's row loop calls. */
+void rmsnorm_row(const float *xr, const float *w, float *yr, int dim, float eps,
+                 dsv4_numerics num);
 
 /* [NORM-2] V4 query per-head norm, no weight. x: [n_rows, dim] in place; n_rows = every
  * [B, S, H] row of the call, in that order.
@@ -18,6 +21,10 @@ void rmsnorm(const float *x, const float *w, float *y, int64_t n_rows, int dim, 
  * loop [NORM-2b]: the last n_rows mod 32 rows take bf16(1 / bf16(sqrt(m))).
  * exact: as rmsnorm without w. */
 void rmsnorm_head(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics num);
+/* [NORM-2] one row (xr: [dim], in place); scalar_tail = 1 for the rows of [NORM-2b]'s tail. */
+void rmsnorm_head_row(float *xr, int dim, float eps, dsv4_numerics num, int scalar_tail);
+/* [NORM-2b] the first row of the scalar tail of a call of n_rows rows (n_rows when none). */
+int64_t rmsnorm_head_body(int64_t n_rows);
 /* [NORM-2b] the CPU vector-loop width that splits body and scalar tail (default 32 =
  * 2 x Vectorized<BFloat16>::size() under AVX2); 0 = one rounding everywhere (GPU). */
 void rmsnorm_head_set_torch_vec_loop(int n);
