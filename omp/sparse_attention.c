@@ -203,14 +203,7 @@ int sparse_attention_omp(const float *q, int64_t H, int64_t D, const float *kv, 
                          const int64_t *idx, int64_t n_idx, const float *sink, double scale,
                          float *out, dsv4_numerics num)
 {
-    int64_t n_valid = 0;
-    for (int64_t i = 0; i < n_idx; i++) {
-        if (idx[i] < -1 || idx[i] >= n_kv)
-            return dsv4_set_error("sparse_attention: index %lld at list position %lld is outside [-1, %lld)",
-                                  (long long)idx[i], (long long)i, (long long)n_kv);
-        n_valid += idx[i] >= 0;
-    }
-    dsv4_count(DSV4_COMP_CORE_ATTN, n_valid * H * 2 * D);          /* [COST-6], as ref */
+    if (sparse_attention_check(idx, n_idx, n_kv, H, D)) return -1;  /* as ref, [COST-6] once */
     if (H <= 0) return 0;
     int fail = 0;
 #pragma omp parallel if (H * n_idx * D > OMP_MIN_WORK) reduction(| : fail)

@@ -100,9 +100,7 @@ static void head_exact(const float *q, int64_t D, const float *kv, const int64_t
 /* [SPA-1..SPA-4] q: [H, D], kv: [n_kv, D], idx: [n_idx], sink: [H], out: [H, D].
  * Pitfall 13 (sink in the denominator only, not scaled, not in the max; -1 masked;
  * all-masked row exactly 0). */
-int sparse_attention(const float *q, int64_t H, int64_t D, const float *kv, int64_t n_kv,
-                     const int64_t *idx, int64_t n_idx, const float *sink, double scale,
-                     float *out, dsv4_numerics num)
+int sparse_attention_check(const int64_t *idx, int64_t n_idx, int64_t n_kv, int64_t H, int64_t D)
 {
     int64_t n_valid = 0;
     for (int64_t i = 0; i < n_idx; i++) {
@@ -112,6 +110,14 @@ int sparse_attention(const float *q, int64_t H, int64_t D, const float *kv, int6
         n_valid += idx[i] >= 0;
     }
     dsv4_count(DSV4_COMP_CORE_ATTN, n_valid * H * 2 * D);          /* [COST-6]: q.k and p.v, K = V */
+    return 0;
+}
+
+int sparse_attention(const float *q, int64_t H, int64_t D, const float *kv, int64_t n_kv,
+                     const int64_t *idx, int64_t n_idx, const float *sink, double scale,
+                     float *out, dsv4_numerics num)
+{
+    if (sparse_attention_check(idx, n_idx, n_kv, H, D)) return -1;
     double *dscr = dsv4_calloc((size_t)(D + n_idx + 1), sizeof(double), "sparse_attention scratch");
     float *fscr = dsv4_calloc((size_t)D, sizeof(float), "sparse_attention scratch");
     if (!dscr || !fscr) { free(dscr); free(fscr); return -1; }

@@ -20,4 +20,8 @@ int sparse_attention(const float *q, int64_t H, int64_t D, const float *kv, int6
                      const int64_t *idx, int64_t n_idx, const float *sink, double scale,
                      float *out, dsv4_numerics num);
 
+/* [SPA-4] the index list's validity (-1 or a row of kv; error names the position) and the
+ * [COST-6] count of the call: the preamble every backend's sparse_attention runs first. */
+int sparse_attention_check(const int64_t *idx, int64_t n_idx, int64_t n_kv, int64_t H, int64_t D);
+
 #endif
