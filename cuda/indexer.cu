@@ -250,6 +250,28 @@ __device__ __forceinline__ bool before(uint32_t ka, int32_t ia, uint32_t kb, int
     return ka > kb || (ka == kb && ia < ib);
 }
 
+/* bitonic sort of P (a power of two) picks in shared memory by (key desc, idx asc); every
+ * thread of the block calls it (block-wide barriers inside). */
+__device__ void bitonic_sort_picks(uint32_t *skey, int32_t *sidx, int P, int tid)
+{
+    for (int size = 2; size <= P; size <<= 1)
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int i = tid; i < P; i += TOPK_THREADS) {
+                int jx = i ^ stride;
+                if (jx > i) {
+                    bool asc = (i & size) == 0;   /* "asc" = in (desc key, asc idx) order */
+                    bool swap = asc ? before(skey[jx], sidx[jx], skey[i], sidx[i])
+                                    : before(skey[i], sidx[i], skey[jx], sidx[jx]);
+                    if (swap) {
+                        uint32_t tk = skey[i]; skey[i] = skey[jx]; skey[jx] = tk;
+                        int32_t ti = sidx[i]; sidx[i] = sidx[jx]; sidx[jx] = ti;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+}
+
 __global__ void __launch_bounds__(TOPK_THREADS)
 topk_kernel(const float *score, int64_t n, int k, int P, int32_t *out)
 {
@@ -328,22 +350,7 @@ topk_kernel(const float *score, int64_t n, int k, int P, int32_t *out)
     __syncthreads();
 
     /* 3. bitonic sort of P (power of two >= k) picks by (key desc, idx asc) */
-    for (int size = 2; size <= P; size <<= 1)
-        for (int stride = size >> 1; stride > 0; stride >>= 1) {
-            for (int i = tid; i < P; i += TOPK_THREADS) {
-                int jx = i ^ stride;
-                if (jx > i) {
-                    bool asc = (i & size) == 0;   /* "asc" = in (desc key, asc idx) order */
-                    bool swap = asc ? before(skey[jx], sidx[jx], skey[i], sidx[i])
-                                    : before(skey[i], sidx[i], skey[jx], sidx[jx]);
-                    if (swap) {
-                        uint32_t tk = skey[i]; skey[i] = skey[jx]; skey[jx] = tk;
-                        int32_t ti = sidx[i]; sidx[i] = sidx[jx]; sidx[jx] = ti;
-                    }
-                }
-            }
-            __syncthreads();
-        }
+    bitonic_sort_picks(skey, sidx, P, tid);
     for (int i = tid; i < k; i += TOPK_THREADS) out[(int64_t)blockIdx.x * k + i] = sidx[i];
 }
 
@@ -427,22 +434,7 @@ __device__ void block_select(const uint32_t *key, const int32_t *id, int m, int 
     }
     for (int i = k + tid; i < P; i += TOPK_THREADS) { skey[i] = 0u; sidx[i] = 0x7FFFFFFF; }
     __syncthreads();
-    for (int size = 2; size <= P; size <<= 1)
-        for (int stride = size >> 1; stride > 0; stride >>= 1) {
-            for (int i = tid; i < P; i += TOPK_THREADS) {
-                int jx = i ^ stride;
-                if (jx > i) {
-                    bool asc = (i & size) == 0;
-                    bool swap = asc ? before(skey[jx], sidx[jx], skey[i], sidx[i])
-                                    : before(skey[i], sidx[i], skey[jx], sidx[jx]);
-                    if (swap) {
-                        uint32_t tk = skey[i]; skey[i] = skey[jx]; skey[jx] = tk;
-                        int32_t ti = sidx[i]; sidx[i] = sidx[jx]; sidx[jx] = ti;
-                    }
-                }
-            }
-            __syncthreads();
-        }
+    bitonic_sort_picks(skey, sidx, P, tid);
 }
 
 /* stage 1: cand: [T, nchunks, k] (-1 where a short last chunk has fewer than k) */
