@@ -2,6 +2,7 @@
  * (spec/checkpoint.md [CKPT-1]..[CKPT-4]). Files are memory-mapped by st_open; nothing is
  * copied except by wsrc_floats / wsrc_ints. */
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,7 +358,14 @@ int wsrc_floats(const dsv4_wsrc *s, const char *name, int64_t n, float **out)
     if (!t) return -1;
     float *y = dsv4_calloc((size_t)n, sizeof *y, name);
     if (!y) return -1;
-    for (int64_t i = 0; i < n; i++) y[i] = (float)st_get_f64(t, i);
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = (float)st_get_f64(t, i);
+        if (!isfinite(y[i])) {   /* norms, sinks, biases, ape: a non-finite value is bad input */
+            const char *what = isnan(y[i]) ? "NaN" : "infinite";
+            free(y);
+            return dsv4_set_error("%s: tensor %s element %lld is %s", s->where, name, (long long)i, what);
+        }
+    }
     *out = y;
     return 0;
 }

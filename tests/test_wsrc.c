@@ -142,12 +142,37 @@ static void test_no_index(void **state)
     assert_null(wsrc_open_dir(g_dir));   /* no shard at all */
 }
 
+/* Bad input: a NaN in a norm / sink / bias vector is refused at load, naming the tensor and
+ * the element (it would otherwise surface as NaN outputs far downstream). */
+static void test_nan_vector(void **state)
+{
+    (void)state;
+    char p[600];
+    snprintf(p, sizeof p, "%s/nan.safetensors", g_dir);
+    float v[4] = { 1.0f, 2.0f, NAN, 4.0f };
+    int64_t shape[1] = { 4 };
+    st_writer *w = st_writer_new();
+    assert_int_equal(st_writer_add_f32(w, "attn_sink", DSV4_F32, 1, shape, v), 0);
+    assert_int_equal(st_writer_save(w, p, 0), 0);
+    st_writer_free(w);
+    dsv4_wsrc *s = wsrc_open_file(p);
+    assert_non_null(s);
+    float *out = NULL;
+    assert_int_equal(wsrc_floats(s, "attn_sink", 4, &out), -1);
+    assert_null(out);
+    if (!strstr(dsv4_last_error(), "attn_sink element 2 is NaN"))
+        fail_msg("error does not name the tensor and element: %s", dsv4_last_error());
+    wsrc_close(s);
+    unlink(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_index_routing),
         cmocka_unit_test(test_missing_shard),
         cmocka_unit_test(test_no_index),
+        cmocka_unit_test(test_nan_vector),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
