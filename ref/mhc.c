@@ -29,7 +29,8 @@ int mhc_mixes(const dsv4_weight *fn, const float *x, int64_t hc_dim, double norm
               dsv4_numerics num)
 {
     double ss = 0.0;
-    for (int64_t i = 0; i < hc_dim; i++) ss += fl((double)x[i] * (double)x[i], num);
+    if (num == DSV4_OFFICIAL) ss = torch_cpu_sum_squares(x, hc_dim, 0);   /* [NUM-8] torch's order */
+    else for (int64_t i = 0; i < hc_dim; i++) ss += (double)x[i] * (double)x[i];
     double mean = fl(fl(ss, num) / (double)hc_dim, num);
     double v = fl(mean + fl(norm_eps, num), num);
     double r = fl(1.0 / sqrt(v), num);

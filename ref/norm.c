@@ -23,9 +23,7 @@ void rmsnorm_row(const float *xr, const float *w, float *yr, int dim, float eps,
                  dsv4_numerics num)
 {
     if (num == DSV4_OFFICIAL) {
-        double ss = 0.0;
-        for (int j = 0; j < dim; j++) ss += (double)(xr[j] * xr[j]);  /* f32 squares, exact sum */
-        float v = (float)ss / (float)dim;
+        float v = torch_cpu_sum_squares(xr, dim, 0) / (float)dim;   /* [NUM-8] torch's order */
         float r = 1.0f / sqrtf(v + eps);
         for (int j = 0; j < dim; j++) {
             float t = xr[j] * r;
@@ -77,9 +75,7 @@ int rmsnorm_head_torch_vec_loop(void) { return g_torch_cpu_vec_loop; }
 void rmsnorm_head_row(float *xr, int dim, float eps, dsv4_numerics num, int scalar_tail)
 {
     if (num == DSV4_OFFICIAL) {
-        double ss = 0.0;
-        for (int j = 0; j < dim; j++) ss += (double)round_bf16(xr[j] * xr[j]);
-        float m = round_bf16((float)ss / (float)dim);
+        float m = round_bf16(torch_cpu_sum_squares(xr, dim, 1) / (float)dim);   /* [NUM-8] */
         m = round_bf16(m + eps);
         float sq = sqrtf(m);
         if (scalar_tail) sq = round_bf16(sq);   /* [NORM-2b] sqrt rounded to bf16 first */

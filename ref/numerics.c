@@ -332,3 +332,62 @@ void fp8_act_quant(const float *x, int64_t n, int block, uint8_t *codes, float *
             codes[b0 + i] = e4m3_from_float(clampf(x[b0 + i] / s, -448.0f, 448.0f));
     }
 }
+
+/* ---- PyTorch's CPU order of a float row sum ---- */
+
+static int ceil_log2_i64(int64_t x)
+{
+    int k = 0;
+    while (((int64_t)1 << k) < x) k++;
+    return k;
+}
+
+static float square_as(float x, int round_sq_bf16)
+{
+    float q = x * x;
+    return round_sq_bf16 ? round_bf16(q) : q;
+}
+
+/* [NUM-8] x: [n] -> sum of squares in PyTorch's CPU reduction order (fp32 additions):
+ * vectorized_inner_sum over Vectorized<float> (L = 8 lanes): the n/8 full vectors go through
+ * row_sum (ILP = 4 accumulator vectors fed round-robin, multi_row_sum's cascade of 4 levels
+ * of 2^max(4, ceil(log2(rows))/4) rows), the leftover vectors into accumulator 0, accumulators
+ * 1..3 folded into 0; then a scalar accumulator starts at 0, adds the n mod 8 tail elements,
+ * then the 8 lanes of the vector accumulator in order. */
+float torch_cpu_sum_squares(const float *x, int64_t n, int round_sq_bf16)
+{
+    enum { L = 8, ILP = 4, LEVELS = 4 };
+    int64_t nvec = n / L, rows = nvec / ILP;   /* a "row" = ILP consecutive vectors */
+    float acc[LEVELS][ILP][L];
+    for (int a = 0; a < LEVELS; a++)
+        for (int k = 0; k < ILP; k++)
+            for (int c = 0; c < L; c++) acc[a][k][c] = 0.0f;
+    int level_power = ceil_log2_i64(rows) / LEVELS;
+    if (level_power < 4) level_power = 4;
+    int64_t level_step = (int64_t)1 << level_power, level_mask = level_step - 1;
+    int64_t i = 0;
+    while (i + level_step <= rows) {
+        for (int64_t j = 0; j < level_step; j++, i++)
+            for (int k = 0; k < ILP; k++)
+                for (int c = 0; c < L; c++) acc[0][k][c] += square_as(x[(i * ILP + k) * L + c], round_sq_bf16);
+        for (int lv = 1; lv < LEVELS; lv++) {
+            for (int k = 0; k < ILP; k++)
+                for (int c = 0; c < L; c++) { acc[lv][k][c] += acc[lv - 1][k][c]; acc[lv - 1][k][c] = 0.0f; }
+            if ((i & (level_mask << (lv * level_power))) != 0) break;
+        }
+    }
+    for (; i < rows; i++)
+        for (int k = 0; k < ILP; k++)
+            for (int c = 0; c < L; c++) acc[0][k][c] += square_as(x[(i * ILP + k) * L + c], round_sq_bf16);
+    for (int lv = 1; lv < LEVELS; lv++)
+        for (int k = 0; k < ILP; k++)
+            for (int c = 0; c < L; c++) acc[0][k][c] += acc[lv][k][c];
+    for (int64_t v = rows * ILP; v < nvec; v++)
+        for (int c = 0; c < L; c++) acc[0][0][c] += square_as(x[v * L + c], round_sq_bf16);
+    for (int k = 1; k < ILP; k++)
+        for (int c = 0; c < L; c++) acc[0][0][c] += acc[0][k][c];
+    float total = 0.0f;
+    for (int64_t t = nvec * L; t < n; t++) total += square_as(x[t], round_sq_bf16);
+    for (int c = 0; c < L; c++) total += acc[0][0][c];
+    return total;
+}

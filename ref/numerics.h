@@ -68,4 +68,14 @@ void fp4_sim_block(float *x, int64_t n, int block);
  * (n a multiple of block) -> codes [n] e4m3 and scales [n/block] (powers of two, as float). */
 void fp8_act_quant(const float *x, int64_t n, int block, uint8_t *codes, float *scales);
 
+/* ---- PyTorch's CPU order of a float row sum [NUM-8] --------------------------------------- */
+/* sum_i sq(x_i) for a contiguous row, in the order PyTorch's CPU kernel adds them (AVX2:
+ * 8-lane vectors; 4 interleaved vector accumulators with a 4-level cascade, leftover vectors
+ * into the first, the 4 folded in order; then the scalar tail, then the 8 lanes in order),
+ * every addition an fp32 rounding. sq(x) = f32(x*x), or bf16(x*x) when round_sq_bf16 (the
+ * square of a bf16 tensor). Used where the official graph writes x.square().mean(-1) and the
+ * golden files were made on the CPU; its result differs from the exactly rounded sum by fp32
+ * last bits only, but those decide bf16 ties downstream. */
+float torch_cpu_sum_squares(const float *x, int64_t n, int round_sq_bf16);
+
 #endif /* DSV4_NUMERICS_H */

@@ -531,9 +531,44 @@ static void test_golden_fixed_points(void **state)
     assert_true(rope_moved > rows8 / 2);
 }
 
+/* [NUM-8] PyTorch's CPU float row sum. For n = 100 (12 full vectors = 3 rows of 4, no
+ * cascade level reached, 4 tail elements) the order written out independently here must be
+ * reproduced bit for bit; and on random rows it must differ from the correctly rounded sum
+ * somewhere, or the rule would not be observable (the flash golden file's layer-0 attention
+ * input is bit-exact only with it). */
+static void test_torch_cpu_sum_order(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    static float x[N];
+    test_rng rng = { 99 };
+    int differs = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        for (int i = 0; i < N; i++) x[i] = test_rng_uniform(&rng) * (1.0f + (float)(i % 7));
+        float acc[4][8] = { { 0 } };
+        for (int r = 0; r < 3; r++)
+            for (int k = 0; k < 4; k++)
+                for (int c = 0; c < 8; c++) acc[k][c] += x[(r * 4 + k) * 8 + c] * x[(r * 4 + k) * 8 + c];
+        for (int k = 1; k < 4; k++)
+            for (int c = 0; c < 8; c++) acc[0][c] += acc[k][c];
+        float want = 0.0f;
+        for (int i = 96; i < N; i++) want += x[i] * x[i];
+        for (int c = 0; c < 8; c++) want += acc[0][c];
+        float got = torch_cpu_sum_squares(x, N, 0);
+        if (memcmp(&got, &want, sizeof got) != 0)
+            fail_msg("[NUM-8] trial %d: %.9g vs the written-out order %.9g\n  likely bug: lane/"
+                     "accumulator order of torch_cpu_sum_squares", trial, (double)got, (double)want);
+        double exact = 0.0;
+        for (int i = 0; i < N; i++) exact += (double)(x[i] * x[i]);
+        differs += got != (float)exact;
+    }
+    if (differs == 0) fail_msg("[NUM-8]: never differs from the rounded exact sum: the test cannot see the rule");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_torch_cpu_sum_order),
         cmocka_unit_test(test_bf16_all_patterns),
         cmocka_unit_test(test_bf16_rne),
         cmocka_unit_test(test_bf16_specials),
