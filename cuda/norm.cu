@@ -4,9 +4,11 @@
  * Launch shape: grid n_rows, block 256; one block per row: each thread sums the squares of
  * dims j = tid, tid+256, ..., a block tree reduction gives the row's sum, then each thread
  * writes its dims.
- * Numerics (official): squares f32 (rmsnorm) or bf16(x^2) (rmsnorm_head), summed in double
- * in tree order and rounded once to fp32 (as ref; only the double order differs); then the same fp32 / bf16 steps as
- * ref: v = f32(ss) / dim, r = 1 / sqrtf(v + eps), y = bf16(w * (x * r)).
+ * Numerics (official): squares f32 (rmsnorm) or bf16(x^2) (rmsnorm_head), summed by thread 0
+ * in PyTorch's CPU order [NUM-8] (d_torch_sum_squares, ref/numerics.c: torch_cpu_sum_squares,
+ * the order the official golden files carry; the row sum is a tiny part of the run), then the
+ * same fp32 / bf16 steps as ref: v = f32(ss) / dim, r = 1 / sqrtf(v + eps),
+ * y = bf16(w * (x * r)).
  * Exact: double sum, double r, fp32 out (as ref). */
 #include "cuda_common.cuh"
 #include "kernels.h"
@@ -27,6 +29,58 @@ __device__ double block_sum_d(double v)
     return s;
 }
 
+/* [NUM-8] ref/numerics.c: torch_cpu_sum_squares, step for step (one thread; fp32 adds,
+ * -fmad=false keeps every multiply and add separately rounded). */
+__device__ float d_torch_sum_squares(const float *x, int64_t n, int bf16sq)
+{
+    const int L = 8, ILP = 4, LEVELS = 4;
+    int64_t nvec = n / L, rows = nvec / ILP;
+    float acc[4][4][8];
+    for (int a = 0; a < LEVELS; a++)
+        for (int k = 0; k < ILP; k++)
+            for (int c = 0; c < L; c++) acc[a][k][c] = 0.0f;
+    int lp = 0;
+    while (((int64_t)1 << lp) < rows) lp++;
+    int level_power = lp / LEVELS < 4 ? 4 : lp / LEVELS;
+    int64_t level_step = (int64_t)1 << level_power, level_mask = level_step - 1;
+#define SQ(v) (bf16sq ? d_round_bf16((v) * (v)) : (v) * (v))
+    int64_t i = 0;
+    while (i + level_step <= rows) {
+        for (int64_t j = 0; j < level_step; j++, i++)
+            for (int k = 0; k < ILP; k++)
+                for (int c = 0; c < L; c++) acc[0][k][c] += SQ(x[(i * ILP + k) * L + c]);
+        for (int lv = 1; lv < LEVELS; lv++) {
+            for (int k = 0; k < ILP; k++)
+                for (int c = 0; c < L; c++) { acc[lv][k][c] += acc[lv - 1][k][c]; acc[lv - 1][k][c] = 0.0f; }
+            if ((i & (level_mask << (lv * level_power))) != 0) break;
+        }
+    }
+    for (; i < rows; i++)
+        for (int k = 0; k < ILP; k++)
+            for (int c = 0; c < L; c++) acc[0][k][c] += SQ(x[(i * ILP + k) * L + c]);
+    for (int lv = 1; lv < LEVELS; lv++)
+        for (int k = 0; k < ILP; k++)
+            for (int c = 0; c < L; c++) acc[0][k][c] += acc[lv][k][c];
+    for (int64_t v = rows * ILP; v < nvec; v++)
+        for (int c = 0; c < L; c++) acc[0][0][c] += SQ(x[v * L + c]);
+    for (int k = 1; k < ILP; k++)
+        for (int c = 0; c < L; c++) acc[0][0][c] += acc[0][k][c];
+    float total = 0.0f;
+    for (int64_t t = nvec * L; t < n; t++) total += SQ(x[t]);
+    for (int c = 0; c < L; c++) total += acc[0][0][c];
+#undef SQ
+    return total;
+}
+
+/* one thread computes it, every thread of the block gets it */
+__device__ float block_torch_sum_squares(const float *x, int64_t n, int bf16sq)
+{
+    __shared__ float tot;
+    if (threadIdx.x == 0) tot = d_torch_sum_squares(x, n, bf16sq);
+    __syncthreads();
+    return tot;
+}
+
 /* [NORM-1] x, y: [n_rows, dim] (may alias); w: [dim] or NULL */
 __global__ void rmsnorm_kernel(const float *x, const float *w, float *y, int dim, float eps,
                                int official)
@@ -34,9 +88,7 @@ __global__ void rmsnorm_kernel(const float *x, const float *w, float *y, int dim
     const float *xr = x + (int64_t)blockIdx.x * dim;
     float *yr = y + (int64_t)blockIdx.x * dim;
     if (official) {
-        double ss = 0.0;   /* f32 squares summed in double: ~exact, one fp32 rounding */
-        for (int j = threadIdx.x; j < dim; j += NORM_THREADS) ss += (double)(xr[j] * xr[j]);
-        float tot = (float)block_sum_d(ss);
+        float tot = block_torch_sum_squares(xr, dim, 0);   /* [NUM-8] */
         float v = tot / (float)dim;
         float r = 1.0f / sqrtf(v + eps);
         for (int j = threadIdx.x; j < dim; j += NORM_THREADS) {
@@ -63,9 +115,7 @@ __global__ void rmsnorm_head_kernel(float *x, int dim, float eps, int official, 
 {
     float *xr = x + (int64_t)blockIdx.x * dim;
     if (official) {
-        double ss = 0.0;
-        for (int j = threadIdx.x; j < dim; j += NORM_THREADS) ss += (double)d_round_bf16(xr[j] * xr[j]);
-        float tot = (float)block_sum_d(ss);
+        float tot = block_torch_sum_squares(xr, dim, 1);   /* [NUM-8], bf16 squares */
         float m = d_round_bf16(tot / (float)dim);
         m = d_round_bf16(m + eps);
         float sq = sqrtf(m);
