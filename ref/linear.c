@@ -258,6 +258,30 @@ static int gemm_fp4(const dsv4_weight *w, const float *x, float *y, int64_t n)
  * official, out_f32 = 1: [LIN-2] (fp32 F.linear of the dequantized weight).
  * official, out_f32 = 0: F32 / BF16 -> [LIN-2] with a bf16 output; F8_E4M3 -> [LIN-3];
  *   FP4 -> [LIN-4]. */
+int linear_dequant_bf16(const dsv4_weight *w, int64_t row0, int64_t nrows, const float *x,
+                        float *y, int64_t n, dsv4_numerics num)
+{
+    if (weight_check(w)) return -1;
+    if (row0 < 0 || nrows < 0 || row0 + nrows > w->rows)
+        return dsv4_set_error("%s: rows [%lld, %lld) outside the weight's %lld rows", wname(w),
+                              (long long)row0, (long long)(row0 + nrows), (long long)w->rows);
+    int64_t K = w->cols;
+    float *wr = dsv4_calloc((size_t)K, sizeof(float), "linear weight row");
+    if (!wr) return -1;
+    for (int64_t r = 0; r < nrows; r++) {
+        for (int64_t k = 0; k < K; k++) wr[k] = round_bf16(weight_at(w, row0 + r, k));
+        for (int64_t m = 0; m < n; m++) {
+            const float *xm = x + m * K;
+            double acc = 0.0;
+            for (int64_t k = 0; k < K; k++) acc += (double)xm[k] * (double)wr[k];
+            float v = (float)acc;
+            y[m * nrows + r] = num == DSV4_OFFICIAL ? round_bf16(v) : v;
+        }
+    }
+    free(wr);
+    return 0;
+}
+
 int linear(const dsv4_weight *w, const float *x, float *y, int64_t n, int out_f32,
            dsv4_numerics num)
 {

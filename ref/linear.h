@@ -25,6 +25,13 @@
 int linear(const dsv4_weight *w, const float *x, float *y, int64_t n, int out_f32,
            dsv4_numerics num);
 
+/* [LIN-5] y: [n, nrows] = x W[row0 : row0 + nrows]^T with W converted to bf16 as the official
+ * convert.py converts an FP8 wo_a (bf16(f32(e4m3) x block scale), in both modes), then the
+ * bf16 F.linear of [LIN-1] (official: exact sum, one fp32 then one bf16 rounding; exact: double,
+ * fp32 out). Reads the stored weight directly, so an FP8 checkpoint needs no bf16 copy. */
+int linear_dequant_bf16(const dsv4_weight *w, int64_t row0, int64_t nrows, const float *x,
+                        float *y, int64_t n, dsv4_numerics num);
+
 /* Dequantized value of W[r][c] (bf16 / f32 / e4m3 x block scale / e2m1 x group scale). */
 float weight_at(const dsv4_weight *w, int64_t r, int64_t c);
 

@@ -28,7 +28,6 @@ struct v4_attn_layer {
     float eps;
     rope_freqs rope;
     dsv4_weight wq_a, wq_b, wkv, wo_a, wo_b;
-    uint16_t *wo_a_bf16;              /* wo_a dequantized to bf16 when stored FP8 [OUT-2] */
     float *q_norm, *kv_norm, *sink;
     int has_comp, has_indexer;
     v4_compressor comp;
@@ -75,24 +74,6 @@ static int load_compressor(v4_compressor *C, const dsv4_wsrc *src, const char *p
     return 0;
 }
 
-/* [OUT-2] wo_a stored FP8: dequantize to bf16 once, bf16(f32(e4m3) * block scale), as the
- * official convert.py does; the layer then uses the bf16 weight (a weight conversion, done in
- * both numerics modes). */
-static int wo_a_to_bf16(v4_attn_layer *L)
-{
-    if (L->wo_a.dtype == DSV4_BF16 || L->wo_a.dtype == DSV4_F32) return 0;
-    int64_t n = L->wo_a.rows * L->wo_a.cols;
-    L->wo_a_bf16 = dsv4_calloc((size_t)n, sizeof(uint16_t), "wo_a bf16");
-    if (!L->wo_a_bf16) return -1;
-    for (int64_t r = 0; r < L->wo_a.rows; r++)
-        for (int64_t c = 0; c < L->wo_a.cols; c++)
-            L->wo_a_bf16[r * L->wo_a.cols + c] = bf16_from_float(weight_at(&L->wo_a, r, c));
-    L->wo_a.dtype = DSV4_BF16;
-    L->wo_a.fp4 = 0;
-    L->wo_a.data = L->wo_a_bf16;
-    L->wo_a.scale = NULL;
-    return 0;
-}
 
 /* [V4A-1] [V4Q-3] [CACHE-1] The layer of ratio m under `prefix`: validates the config and every
  * weight (names, dtypes, shapes of spec/v4-attention.md), builds the layer's RoPE table
@@ -142,7 +123,6 @@ v4_attn_layer *v4_attn_layer_new(const dsv4_config *c, int ratio, const dsv4_wsr
     if (load_weight(src, prefix, "wkv.weight", L->D, L->dim, &L->wkv)) goto fail;
     if (load_floats(src, prefix, "kv_norm.weight", L->D, &L->kv_norm)) goto fail;
     if (load_weight(src, prefix, "wo_a.weight", L->G * L->R, HD / L->G, &L->wo_a)) goto fail;
-    if (wo_a_to_bf16(L)) goto fail;
     if (load_weight(src, prefix, "wo_b.weight", L->dim, L->G * L->R, &L->wo_b)) goto fail;
     if (load_floats(src, prefix, "attn_sink", L->H, &L->sink)) goto fail;
     if (ratio) {
@@ -187,7 +167,6 @@ void v4_attn_layer_free(v4_attn_layer *L)
 {
     if (!L) return;
     rope_freqs_free(&L->rope);
-    free(L->wo_a_bf16);
     free(L->q_norm); free(L->kv_norm); free(L->sink);
     if (L->has_comp) compressor_free(&L->comp);
     if (L->has_indexer) indexer_free(&L->indexer);
@@ -290,8 +269,8 @@ static void window_list(const v4_attn_layer *L, int prefill, int64_t t, int64_t 
 
 /* [OUT-2] [OUT-3] o: [N, H*D] -> out: [N, d]. Group g (heads g*H/G .. (g+1)*H/G - 1, their
  * (H/G)*D values contiguous) is projected by rows g*R .. (g+1)*R - 1 of wo_a (bf16 einsum:
- * one bf16 rounding), then out = wo_b(z) (the graph's GEMM). Guards pitfall 18: wo_a has
- * H*D/G columns, not dim. */
+ * one bf16 rounding; an FP8-stored wo_a is read as the bf16 matrix convert.py makes, [LIN-5]),
+ * then out = wo_b(z) (the graph's GEMM). Guards pitfall 18: wo_a has H*D/G columns, not dim. */
 static int output_projection(v4_attn_layer *L, const float *o, int64_t N, float *out)
 {
     int64_t cols = L->H * L->D / L->G, GR = L->G * L->R;
@@ -307,7 +286,11 @@ static int output_projection(v4_attn_layer *L, const float *o, int64_t N, float 
         wg.data = (const char *)L->wo_a.data + (size_t)(g * L->R * cols) * esz;
         for (int64_t i = 0; i < N; i++)
             memcpy(og + i * cols, o + i * L->H * L->D + g * cols, sizeof(float) * (size_t)cols);
-        if (dsv4_backend()->linear(&wg, og, zg, N, 0, L->num)) goto done;
+        if (wg.dtype == DSV4_BF16 || wg.dtype == DSV4_F32) {
+            if (dsv4_backend()->linear(&wg, og, zg, N, 0, L->num)) goto done;
+        } else if (linear_dequant_bf16(&L->wo_a, g * L->R, L->R, og, zg, N, L->num)) {
+            goto done;   /* FP8 wo_a read as convert.py's bf16, no copy [LIN-5] */
+        }
         dsv4_count_linear(DSV4_COMP_O_PROJ, &wg, N);                  /* [COST-5] */
         for (int64_t i = 0; i < N; i++)
             memcpy(z + i * GR + g * L->R, zg + i * L->R, sizeof(float) * (size_t)L->R);

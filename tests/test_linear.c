@@ -274,6 +274,38 @@ static void test_bf16_and_fp32(void **state)
 /* Clear errors: official FP8 with in_features not a multiple of 128 (act_quant cannot
  * run; exact mode can), non-finite input where the graph quantizes, malformed weights.
  * Trap: silently quantizing a partial block / NaN propagating into every output. */
+/* [LIN-5] an FP8 wo_a read as convert.py's bf16 matrix: rows [row0, row0+nrows) of
+ * linear_dequant_bf16 on the FP8 weight equal the bf16 F.linear on a bf16 copy made the
+ * convert.py way (bf16(f32(e4m3) x scale)), bit for bit, in both modes; and they differ from
+ * the FP8 GEMM (which would quantize the activations). Trap: treating wo_a as an FP8 GEMM. */
+static void test_dequant_bf16_rows(void **state)
+{
+    (void)state;
+    make_w8();
+    enum { NN = 3, R0 = 40, NR = 50 };
+    static float x[NN * K], got[NN * NR], want[NN * NR], fp8y[NN * R8];
+    static uint16_t wb[NR * K];
+    make_x(x, NN, K, 31);
+    dsv4_weight w = { DSV4_F8_E4M3, 0, R8, K, w8_codes, DSV4_F8_E8M0, w8_scale, "test.wo_a" };
+    for (int r = 0; r < NR; r++)
+        for (int c = 0; c < K; c++) wb[r * K + c] = bf16_from_float(weight_at(&w, R0 + r, c));
+    dsv4_weight wbf = { DSV4_BF16, 0, NR, K, wb, DSV4_F32, NULL, "test.wo_a.bf16" };
+    for (int m = 0; m < 2; m++) {
+        dsv4_numerics num = (dsv4_numerics)m;
+        assert_int_equal(linear_dequant_bf16(&w, R0, NR, x, got, NN, num), 0);
+        assert_int_equal(linear(&wbf, x, want, NN, 0, num), 0);
+        if (memcmp(got, want, sizeof got) != 0)
+            fail_msg("[LIN-5] mode %d: FP8 rows read as bf16 differ from the converted bf16 weight\n"
+                     "  likely bug: weight row offset or bf16 rounding of the dequantized weight", m);
+    }
+    assert_int_equal(linear(&w, x, fp8y, NN, 0, DSV4_OFFICIAL), 0);
+    static float fp8rows[NN * NR];
+    for (int i = 0; i < NN; i++) memcpy(fp8rows + i * NR, fp8y + i * R8 + R0, sizeof(float) * NR);
+    assert_int_equal(linear_dequant_bf16(&w, R0, NR, x, got, NN, DSV4_OFFICIAL), 0);
+    expect_distinguishable("bf16 dequant vs FP8 GEMM", got, fp8rows, NN * NR, 1e-4);
+    assert_int_equal(linear_dequant_bf16(&w, R8 - 1, 2, x, got, NN, DSV4_OFFICIAL), -1);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -442,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_fp8_gemm_f32_scale),
         cmocka_unit_test(test_fp4_gemm),
         cmocka_unit_test(test_bf16_and_fp32),
+        cmocka_unit_test(test_dequant_bf16_rows),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_golden_moe),
     };
