@@ -613,9 +613,7 @@ static void test_gzip_equals_plain(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/dsv4ref-st-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return make_temp_dir(g_dir, sizeof g_dir, "st");
 }
 
 static int group_teardown(void **state)

@@ -54,10 +54,7 @@ static const char *k_index =
 static int setup(void **state)
 {
     (void)state;
-    const char *td = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/dsv4ref-wsrc-XXXXXX", td && *td ? td : "/tmp");
-    if (!mkdtemp(g_dir)) return -1;
-    return 0;
+    return make_temp_dir(g_dir, sizeof g_dir, "wsrc");
 }
 
 static void rm_dir(const char *dir)

@@ -85,6 +85,15 @@ static inline const char *shared_dir(void)
     return s && *s ? s : "../shared";
 }
 
+/* A fresh directory $TMPDIR/dsv4ref-<tag>-XXXXXX (TMPDIR unset: /tmp) written into buf;
+ * 0 on success, -1 otherwise (mkdtemp needs _POSIX_C_SOURCE >= 200809L, set by the Makefile). */
+static inline int make_temp_dir(char *buf, size_t n, const char *tag)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(buf, n, "%s/dsv4ref-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", tag);
+    return mkdtemp(buf) ? 0 : -1;
+}
+
 /* Deterministic test RNG (xorshift64*), uniform in [-1, 1). */
 typedef struct { uint64_t s; } test_rng;
 static inline uint64_t test_rng_next(test_rng *r)
