@@ -272,18 +272,29 @@ __device__ void bitonic_sort_picks(uint32_t *skey, int32_t *sidx, int P, int tid
         }
 }
 
-__global__ void __launch_bounds__(TOPK_THREADS)
-topk_kernel(const float *score, int64_t n, int k, int P, int32_t *out)
+/* The candidates of one block-wide selection: element i has order key key(i) and id id(i). */
+struct PairsInShared {      /* (key, id) pairs already in shared memory */
+    const uint32_t *k; const int32_t *d;
+    __device__ uint32_t key(int64_t i) const { return k[i]; }
+    __device__ int32_t id(int64_t i) const { return d[i]; }
+};
+struct ScoreRow {           /* one row of scores in global memory, id = position */
+    const float *sc;
+    __device__ uint32_t key(int64_t i) const { return order_key(sc[i]); }
+    __device__ int32_t id(int64_t i) const { return (int32_t)i; }
+};
+
+/* top-k of m candidates -> skey/sidx[0..k) sorted (key desc, id asc): 1. radix select of the
+ * k-th largest key (4 passes of 8 bits, warp-aggregated shared histogram), 2. gather every key
+ * above it and the first ties in order, 3. bitonic sort. Every thread of the block calls it;
+ * P = power of two >= k. */
+template <typename Cand>
+__device__ void block_select(Cand c, int64_t m, int k, int P, uint32_t *skey, int32_t *sidx)
 {
     __shared__ uint32_t hist[256];
     __shared__ uint32_t s_prefix, s_need, s_cnt_gt, s_cnt_eq_taken;
-    __shared__ uint32_t skey[TOPK_MAX];
-    __shared__ int32_t sidx[TOPK_MAX];
     __shared__ uint32_t warp_eq[TOPK_THREADS / 32];
-    const float *sc = score + (int64_t)blockIdx.x * n;
     int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-
-    /* 1. radix select: the key of the k-th largest */
     if (tid == 0) { s_prefix = 0; s_need = (uint32_t)k; }
     for (int pass = 0; pass < 4; pass++) {
         int shift = 24 - 8 * pass;
@@ -291,99 +302,9 @@ topk_kernel(const float *score, int64_t n, int k, int P, int32_t *out)
         for (int i = tid; i < 256; i += TOPK_THREADS) hist[i] = 0;
         __syncthreads();
         uint32_t prefix = s_prefix;
-        for (int64_t base = 0; base < n; base += TOPK_THREADS) {
+        for (int64_t base = 0; base < m; base += TOPK_THREADS) {
             int64_t i = base + tid;
-            uint32_t key = i < n ? order_key(sc[i]) : 0u;
-            uint32_t bin = (i < n && (key & mask_hi) == prefix) ? ((key >> shift) & 0xFF) : 256u;
-            /* lanes with the same bin add once (scores crowd into few bins) */
-            uint32_t peers = __match_any_sync(0xffffffffu, bin);
-            if (bin < 256u && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
-        }
-        __syncthreads();
-        if (tid == 0) {
-            uint32_t need = s_need;
-            int bin = 255;
-            for (; bin > 0; bin--) {
-                if (hist[bin] >= need) break;
-                need -= hist[bin];
-            }
-            s_prefix = prefix | ((uint32_t)bin << shift);
-            s_need = need;            /* how many of the prefix-matching == bin still needed */
-        }
-        __syncthreads();
-    }
-    uint32_t kth = s_prefix;          /* the k-th largest key; s_need of its ties are taken */
-    if (tid == 0) { s_cnt_gt = 0; s_cnt_eq_taken = 0; }
-    __syncthreads();
-    uint32_t n_eq_take = s_need;
-    uint32_t n_gt = (uint32_t)k - n_eq_take;
-
-    /* 2. gather: every key > kth (any order), the first n_eq_take keys == kth by index */
-    for (int64_t base = 0; base < n; base += TOPK_THREADS) {
-        int64_t i = base + tid;
-        uint32_t key = i < n ? order_key(sc[i]) : 0u;
-        bool gt = i < n && key > kth, eq = i < n && key == kth;
-        if (gt) {
-            uint32_t p = atomicAdd(&s_cnt_gt, 1u);
-            skey[p] = key;
-            sidx[p] = (int32_t)i;
-        }
-        uint32_t ball = __ballot_sync(0xffffffffu, eq);
-        if (lane == 0) warp_eq[warp] = __popc(ball);
-        __syncthreads();
-        uint32_t before_w = 0;
-        for (int wv = 0; wv < warp; wv++) before_w += warp_eq[wv];
-        uint32_t rank = s_cnt_eq_taken + before_w + __popc(ball & ((1u << lane) - 1u));
-        if (eq && rank < n_eq_take) {
-            skey[n_gt + rank] = key;
-            sidx[n_gt + rank] = (int32_t)i;
-        }
-        __syncthreads();
-        if (tid == 0) {
-            uint32_t tot = 0;
-            for (int wv = 0; wv < TOPK_THREADS / 32; wv++) tot += warp_eq[wv];
-            s_cnt_eq_taken += tot;
-        }
-        __syncthreads();
-    }
-    for (int i = k + tid; i < P; i += TOPK_THREADS) { skey[i] = 0u; sidx[i] = 0x7FFFFFFF; }
-    __syncthreads();
-
-    /* 3. bitonic sort of P (power of two >= k) picks by (key desc, idx asc) */
-    bitonic_sort_picks(skey, sidx, P, tid);
-    for (int i = tid; i < k; i += TOPK_THREADS) out[(int64_t)blockIdx.x * k + i] = sidx[i];
-}
-
-/* ---- two-stage top-k for long rows ----
- * Stage 1: grid (ceil(n/8192), T): each block takes 8192 consecutive scores into shared
- * memory and keeps its own top-k (same rule); stage 2: grid T: one block selects the top-k
- * of the chunks' candidates. Exact: an element of the row's top-k has fewer than k elements
- * before it in the whole row, so also in its chunk; candidates of equal score keep
- * ascending index order (chunks in index order, each sorted index-ascending within a score),
- * so the tie rule is the same as the single pass. */
-
-#define TOPK_CHUNK 8192
-#define TOPK_CAND_MAX 16384
-
-/* top-k of m (key, id) pairs in shared memory -> skey/sidx[0..k) sorted (key desc, id asc);
- * every thread of the block calls it; P = power of two >= k */
-__device__ void block_select(const uint32_t *key, const int32_t *id, int m, int k, int P,
-                             uint32_t *skey, int32_t *sidx)
-{
-    __shared__ uint32_t hist[256];
-    __shared__ uint32_t s_prefix, s_need, s_cnt_gt, s_cnt_eq_taken;
-    __shared__ uint32_t warp_eq[TOPK_THREADS / 32];
-    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    if (tid == 0) { s_prefix = 0; s_need = (uint32_t)k; }
-    for (int pass = 0; pass < 4; pass++) {
-        int shift = 24 - 8 * pass;
-        uint32_t mask_hi = pass == 0 ? 0u : (0xFFFFFFFFu << (32 - 8 * pass));
-        for (int i = tid; i < 256; i += TOPK_THREADS) hist[i] = 0;
-        __syncthreads();
-        uint32_t prefix = s_prefix;
-        for (int base = 0; base < m; base += TOPK_THREADS) {
-            int i = base + tid;
-            uint32_t kk = i < m ? key[i] : 0u;
+            uint32_t kk = i < m ? c.key(i) : 0u;
             uint32_t bin = (i < m && (kk & mask_hi) == prefix) ? ((kk >> shift) & 0xFF) : 256u;
             uint32_t peers = __match_any_sync(0xffffffffu, bin);
             if (bin < 256u && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
@@ -405,14 +326,14 @@ __device__ void block_select(const uint32_t *key, const int32_t *id, int m, int 
     if (tid == 0) { s_cnt_gt = 0; s_cnt_eq_taken = 0; }
     __syncthreads();
     uint32_t n_eq_take = s_need, n_gt = (uint32_t)k - n_eq_take;
-    for (int base = 0; base < m; base += TOPK_THREADS) {
-        int i = base + tid;
-        uint32_t kk = i < m ? key[i] : 0u;
+    for (int64_t base = 0; base < m; base += TOPK_THREADS) {
+        int64_t i = base + tid;
+        uint32_t kk = i < m ? c.key(i) : 0u;
         bool gt = i < m && kk > kth, eq = i < m && kk == kth;
         if (gt) {
             uint32_t p = atomicAdd(&s_cnt_gt, 1u);
             skey[p] = kk;
-            sidx[p] = id[i];
+            sidx[p] = c.id(i);
         }
         uint32_t ball = __ballot_sync(0xffffffffu, eq);
         if (lane == 0) warp_eq[warp] = __popc(ball);
@@ -422,7 +343,7 @@ __device__ void block_select(const uint32_t *key, const int32_t *id, int m, int 
         uint32_t rank = s_cnt_eq_taken + before_w + __popc(ball & ((1u << lane) - 1u));
         if (eq && rank < n_eq_take) {
             skey[n_gt + rank] = kk;
-            sidx[n_gt + rank] = id[i];
+            sidx[n_gt + rank] = c.id(i);
         }
         __syncthreads();
         if (tid == 0) {
@@ -436,6 +357,27 @@ __device__ void block_select(const uint32_t *key, const int32_t *id, int m, int 
     __syncthreads();
     bitonic_sort_picks(skey, sidx, P, tid);
 }
+
+__global__ void __launch_bounds__(TOPK_THREADS)
+topk_kernel(const float *score, int64_t n, int k, int P, int32_t *out)
+{
+    __shared__ uint32_t skey[TOPK_MAX];
+    __shared__ int32_t sidx[TOPK_MAX];
+    block_select(ScoreRow{ score + (int64_t)blockIdx.x * n }, n, k, P, skey, sidx);
+    for (int i = threadIdx.x; i < k; i += TOPK_THREADS) out[(int64_t)blockIdx.x * k + i] = sidx[i];
+}
+
+/* ---- two-stage top-k for long rows ----
+ * Stage 1: grid (ceil(n/8192), T): each block takes 8192 consecutive scores into shared
+ * memory and keeps its own top-k (same rule); stage 2: grid T: one block selects the top-k
+ * of the chunks' candidates. Exact: an element of the row's top-k has fewer than k elements
+ * before it in the whole row, so also in its chunk; candidates of equal score keep
+ * ascending index order (chunks in index order, each sorted index-ascending within a score),
+ * so the tie rule is the same as the single pass. */
+
+#define TOPK_CHUNK 8192
+#define TOPK_CAND_MAX 16384
+
 
 /* stage 1: cand: [T, nchunks, k] (-1 where a short last chunk has fewer than k) */
 __global__ void __launch_bounds__(TOPK_THREADS)
@@ -455,7 +397,7 @@ topk_stage1_kernel(const float *score, int64_t n, int k, int32_t *cand)
         id[i] = (int32_t)(c0 + i);
     }
     __syncthreads();
-    block_select(key, id, m, kk, P, skey, sidx);
+    block_select(PairsInShared{ key, id }, m, kk, P, skey, sidx);
     int32_t *out = cand + (t * gridDim.x + blockIdx.x) * k;
     for (int i = threadIdx.x; i < k; i += TOPK_THREADS) out[i] = i < kk ? sidx[i] : -1;
 }
@@ -477,7 +419,7 @@ topk_stage2_kernel(const float *score, int64_t n, const int32_t *cand, int nc, i
         id[i] = j >= 0 ? j : 0x7FFFFFFF;
     }
     __syncthreads();
-    block_select(key, id, nc, k, P, skey, sidx);
+    block_select(PairsInShared{ key, id }, nc, k, P, skey, sidx);
     for (int i = threadIdx.x; i < k; i += TOPK_THREADS) out[t * k + i] = sidx[i];
 }
 
