@@ -39,6 +39,13 @@ int cuda_linear(const dsv4_weight *w, const float *x, float *y, int64_t n, int o
 /* device form: x, y device [n, cols] / [n, rows]; the weight is looked up in the cache */
 int launch_linear(const dsv4_weight *w, const float *dx, float *dy, int64_t n, int out_f32,
                   dsv4_numerics num);
+/* which kernel official bf16 / FP8 / FP4 GEMMs (K % 128 == 0) run: DSV4_GEMM_SIMT
+ * (linear_kernel), DSV4_GEMM_TC (wmma linear_tc_kernel), DSV4_GEMM_MMA (mma.sync
+ * linear_mma_kernel, the default); -1 = DSV4_CUDA_GEMM=simt|tc|mma or the default */
+#define DSV4_GEMM_SIMT 0
+#define DSV4_GEMM_TC 1
+#define DSV4_GEMM_MMA 2
+void linear_use_tensor_cores(int variant);
 
 /* ---- norm.cu  [NORM-1] [NORM-2] ---- */
 int cuda_rmsnorm(const float *x, const float *w, float *y, int64_t n_rows, int dim, float eps,

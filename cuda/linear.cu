@@ -4,11 +4,21 @@
  * Kernels:
  *   act_quant_kernel   [LIN-3] x: [n, K] -> xq: [n, K] (e4m3 values as float), sx: [n, K/128]
  *                      grid (K/128, n), block 32: one warp per 128-wide block of one row.
+ *                      (act_quant_h_kernel: the same with f16 codes, for the mma kernel.)
  *   linear_kernel<M>   grid (ceil(R/8), ceil(n/8)), block 256: each warp owns one output
  *                      feature r and 8 tokens; lane l reads weight elements k0+4l..k0+4l+3 of
  *                      each 128-wide K step (coalesced), dequantizes them in registers
  *                      (bf16 / e4m3 x 128x128 block scale / e2m1 x 32-group scale) and
- *                      accumulates in fp32.
+ *                      accumulates in fp32. Exact mode, fp32 outputs, K % 128 != 0.
+ *   linear_tc_kernel<M>  wmma, weights staged in shared memory (DSV4_CUDA_GEMM=tc; slow at
+ *                      decode shapes, kept as a variant).
+ *   linear_mma_kernel<M,MT,NT>  (the default for official bf16 / FP8 / FP4 with K % 128 == 0)
+ *                      grid (ceil(n/(8 NT)), ceil(R/(16 MT WM))), block 256: mma.sync
+ *                      m16n8k16 with the weight rows as M and the tokens as N, weights read
+ *                      straight from global memory in 4/8/16-byte loads per lane (K order
+ *                      permuted inside each 32-chunk, identically in A and B), decoded in
+ *                      registers, K split over the warps of a block and summed in fixed
+ *                      order. Details above the kernel.
  * Numerics per mode (same rounding points as ref/linear.c):
  *   DEQ_F32 / DEQ_BF16: y = f32(sum x*W) (fmaf, warp-tree order; ref sums in double), then
  *                       bf16 for DEQ_BF16.
@@ -18,12 +28,12 @@
  *   FP4: per 32-chunk b = f32(sum xq*e2m1), acc = acc + f32(b*sx) * sw in ascending chunk
  *        order, y = bf16(acc).
  * Exact mode: the fp32 form (DEQ_F32) for every dtype; tolerance 1e-5 (spec/tolerances.md).
- * Official bf16 / FP8 / FP4 GEMMs with K % 128 == 0 can run on the tensor cores
- * (linear_tc_kernel below, DSV4_CUDA_GEMM=tc); both kernels are checked on every run of the
- * kernel lab and of the golden checks (spec/cuda.md). */
+ * Kernel choice: gemm_variant() (env DSV4_CUDA_GEMM=simt|tc|mma, linear_use_tensor_cores());
+ * all three are checked on every run of the kernel lab (spec/cuda.md). */
 #include <cstdlib>
 #include <cstring>
 #include <mma.h>
+#include <cuda_fp16.h>
 #include "cuda_common.cuh"
 #include "kernels.h"
 
@@ -268,11 +278,457 @@ linear_tc_kernel(dweight W, const float *x, const float *xq, const float *sx, fl
     }
 }
 
-/* Which GEMM kernel official bf16 / FP8 / FP4 GEMMs use: -1 = from the environment
- * (DSV4_CUDA_GEMM=tc selects linear_tc_kernel; default linear_kernel, which measured faster
- * on the H200 at decode shapes except FP8 at batch 64: spec/cuda.md). */
-static int g_gemm_tc = -1;
-extern "C" void linear_use_tensor_cores(int on) { g_gemm_tc = on; }
+/* ---- the GEMM on the tensor cores with mma.sync (the default for official bf16 / FP8 / FP4
+ * GEMMs with K % 128 == 0; DSV4_CUDA_GEMM=mma) ----
+ *
+ * linear_mma_kernel<MODE, MT, NT>: block 256 = 8 warps; grid (ceil(n / (8 NT)), ceil(R / (16 MT WM)))
+ * (the token tiles of one row block are neighbours in launch order: the second read of those
+ * weight rows hits L2).
+ * The weight rows are the M dimension of mma.m16n8k16 (A operand, row-major), the tokens the N
+ * dimension (B operand, 8 tokens per n-tile), so n = 1 wastes at most 7/8 of one n-tile. Warp
+ * (wm, wk) of the block (WM = 8 / WK warps along the rows, WK along K) owns MT m-tiles
+ * (16 MT rows) x NT n-tiles (8 NT tokens) and the K units (128 wide) [wk U / WK, (wk+1) U / WK),
+ * U = K / 128; the WK partial sums of a tile meet in shared memory and are added in wk order
+ * (deterministic), then rounded to bf16. WK, MT, NT come from mma_config() (host).
+ *
+ * K permutation: a dot product's k order is free inside a block sum, so each 32-wide K chunk
+ * is fed to two m16n8k16 mmas with the physical k = 8q..8q+7 of lane q = lane % 4 as its
+ * logical slots {2q, 2q+1, 2q+8, 2q+9} (first mma: k 8q..8q+3, second: 8q+4..8q+7), the
+ * same map in A and B. A lane then reads 8 consecutive elements of a weight row per chunk in
+ * ONE load (FP8 8 bytes, bf16 16 bytes, FP4 4 bytes), straight from global memory into
+ * registers (no shared-memory staging), decodes them there, and reads 8 consecutive
+ * activations (16 bytes) per token. Fragment layouts (PTX ISA, mma.m16n8k16 .f16/.bf16,
+ * g = lane >> 2, q = lane % 4, each .b32 register low half first):
+ *   A: reg0 (row g, cols 2q, 2q+1), reg1 (row g+8, cols 2q, 2q+1), reg2 (row g, cols 2q+8,
+ *      2q+9), reg3 (row g+8, cols 2q+8, 2q+9);
+ *   B: reg0 (k 2q, 2q+1; token g), reg1 (k 2q+8, 2q+9; token g);
+ *   C: c0, c1 (row g, tokens 2q, 2q+1), c2, c3 (row g+8, tokens 2q, 2q+1).
+ * Operand types: FP8 and FP4 modes multiply in f16 (.f16 mma): the e4m3 and e2m1 codes and the
+ * activation's e4m3 codes are exact in f16 (e4m3 spans 2^-9 .. 448, all f16 normals), e4m3
+ * decodes with ONE cvt.rn.f16x2.e4m3x2 per pair, e2m1 with one byte permute of an 8-entry
+ * table (f16 of an e2m1 value has a zero low byte). bf16 mode multiplies bf16 x bf16 (the
+ * official graph holds x in bf16; x is rounded to bf16 as in linear_tc_kernel). Products of two
+ * such values are exact in fp32; what differs from ref is the order (and the tensor core's
+ * internal alignment) of the fp32 block sums: the tolerance contract (spec/cuda.md).
+ * Numerics per mode (ref's rounding points):
+ *   BF16: one fp32 accumulator per warp K slice; y = bf16(sum of slices in wk order).
+ *   FP8 : per 128-block a fresh accumulator b (8 mmas per m/n tile; n-tiles in groups of 2 so
+ *         the block sums stay few registers), then
+ *         acc = acc + b * f32(sx[token][kb] * sw[r/128][kb]) on the C registers (the 16 rows
+ *         of an m-tile share one 128-row scale block), ascending kb within a slice.
+ *   FP4 : per 32-chunk b (2 mmas), acc = acc + f32(b * sx[token][kb]) * sw[r][chunk].
+ * Bounds: rows >= R load zeros and are not stored; tokens >= n read zeros and are not
+ * stored. Alignment: K % 128 == 0 makes every row start 64-byte aligned (FP4) or better,
+ * the per-lane offsets are multiples of 8 elements, and the buffers come from cudaMalloc. */
+
+#define MMA_WARPS 8
+#define MMA_UNIT 128
+
+__device__ __forceinline__ void mma_f16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* 16-byte read-only load, volatile: kept after the mmas before it in program order (the
+ * compiler would otherwise hoist every n-group's activation loads to the top of the unit and
+ * run out of registers) */
+__device__ __forceinline__ uint4 ld_nc_v4(const void *p)
+{
+    uint4 v;
+    asm volatile("ld.global.nc.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+/* two e4m3 codes (low 16 bits of v, element of the lower address in the low byte) -> f16x2
+ * (that element in the low half); exact */
+__device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t v)
+{
+    uint32_t r;
+    unsigned short h = (unsigned short)(v & 0xFFFFu);
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(r) : "h"(h));
+    return r;
+}
+
+/* two e2m1 codes (low byte of v: element 2j in the low nibble, 2j+1 in the high nibble) ->
+ * f16x2 (element 2j in the low half); exact. |e2m1| = 0, .5, 1, 1.5, 2, 3, 4, 6 are the f16
+ * values 0x0000, 0x3800, 0x3C00, 0x3E00, 0x4000, 0x4200, 0x4400, 0x4600: the high byte comes
+ * from an 8-entry byte table (index 0 also gives the zero low bytes), the sign is bit 3. */
+__device__ __forceinline__ uint32_t e2m1x2_to_f16x2(uint32_t v)
+{
+    uint32_t sel = ((v & 0x7u) << 4) | ((v & 0x70u) << 8);
+    uint32_t sgn = ((v & 0x8u) << 12) | ((v & 0x80u) << 24);
+    return __byte_perm(0x3E3C3800u, 0x46444240u, sel) | sgn;
+}
+
+/* [LIN-3] act_quant with f16 codes for the mma kernel. x: [n, K] -> xh: [n, K] f16 (the e4m3
+ * values, exact), sx: [n, K/128]. grid (K/128, n), block 32 (same arithmetic as act_quant_kernel) */
+__global__ void act_quant_h_kernel(const float *x, int64_t K, __half *xh, float *sx)
+{
+    int64_t m = blockIdx.y, kb = blockIdx.x;
+    const float *xb = x + m * K + kb * LIN_BLOCK;
+    float v[4], amax = 0.0f;
+    for (int i = 0; i < 4; i++) {
+        v[i] = xb[threadIdx.x * 4 + i];
+        amax = fmaxf(amax, fabsf(v[i]));
+    }
+    amax = warp_max(amax);
+    float s = d_fp8_pow2_scale(amax);
+    for (int i = 0; i < 4; i++)
+        xh[m * K + kb * LIN_BLOCK + threadIdx.x * 4 + i] =
+            __float2half_rn(d_e4m3_to_float(d_e4m3_from_float(d_clampf(v[i] / s, -448.0f, 448.0f))));
+    if (threadIdx.x == 0) sx[m * (K / LIN_BLOCK) + kb] = s;
+}
+
+/* x: [cnt] float -> bf16 (round to nearest even; exact for the bf16-valued inputs of the
+ * official bf16 GEMMs). grid-stride, block 256 */
+__global__ void to_bf16_kernel(const float *x, int64_t cnt, __nv_bfloat16 *xb)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < cnt;
+         i += (int64_t)gridDim.x * blockDim.x)
+        xb[i] = __float2bfloat16_rn(x[i]);
+}
+
+/* 32-bit words per lane per weight row per 32-wide chunk: 8 elements */
+template <int MODE> struct mma_words { enum { AW = MODE == MODE_DEQ_BF16 ? 4 : (MODE == MODE_FP8 ? 2 : 1) }; };
+
+template <int MODE, int MT, int NT>
+__global__ void __launch_bounds__(MMA_WARPS * 32)
+linear_mma_kernel(dweight W, const uint16_t *xh, const float *sx, float *y, int64_t n, int wk_n)
+{
+    constexpr int AW = mma_words<MODE>::AW;
+    constexpr int NG = NT < 2 ? NT : 2;   /* n-tiles per group */
+    extern __shared__ float mma_red[];   /* [(wk_n - 1) * wm_n][MT * NT * 4][32] */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wm_n = MMA_WARPS / wk_n, wm = warp % wm_n, wk = warp / wm_n;
+    const int g = lane >> 2, q = lane & 3;
+    const int64_t K = W.cols, R = W.rows, nunits = K / MMA_UNIT;
+    const int64_t rbase = ((int64_t)blockIdx.y * wm_n + wm) * (16 * MT);
+    const int64_t m0 = (int64_t)blockIdx.x * (8 * NT);
+    const int64_t u0 = nunits * wk / wk_n, u1 = nunits * (wk + 1) / wk_n;
+
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[mt][nt][i] = 0.0f;
+
+    /* the A words of one K unit: [mt][h: row g / g+8][chunk][word], and its weight scales */
+    uint32_t cur[MT][2][4][AW], nxt[MT][2][4][AW];
+    float swf_cur[MT], swf_nxt[MT];          /* FP8: sw[r/128][u] per m-tile */
+    uint32_t sw4_cur[MT][2], sw4_nxt[MT][2]; /* FP4: the 4 e8m0 chunk scales of the unit per row */
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        swf_cur[mt] = swf_nxt[mt] = 0.0f;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            sw4_cur[mt][h] = sw4_nxt[mt][h] = 0u;
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+#pragma unroll
+                for (int w = 0; w < AW; w++) cur[mt][h][c][w] = nxt[mt][h][c][w] = 0u;
+        }
+    }
+
+    /* per-lane base pointers (64-bit arithmetic once; the loops add small offsets) */
+    const uint8_t *arow[MT][2];   /* weight row g / g+8 of each m-tile at element 8q (NULL: row >= R) */
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int64_t r = rbase + 16 * mt + g + 8 * h;
+            const int64_t ebytes = MODE == MODE_DEQ_BF16 ? 2 : 1;
+            arow[mt][h] = r >= R ? NULL
+                        : MODE == MODE_FP4 ? (const uint8_t *)W.data + (r * K + 8 * q) / 2
+                                           : (const uint8_t *)W.data + (r * K + 8 * q) * ebytes;
+        }
+    const uint16_t *xrow[NT];     /* activation row of token g of each n-tile at 8q (NULL: >= n) */
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        const int64_t tok = m0 + 8 * nt + g;
+        xrow[nt] = tok < n ? xh + tok * K + 8 * q : NULL;
+    }
+
+    auto load_unit = [&](int64_t u, uint32_t (&a)[MT][2][4][AW], float (&swf)[MT], uint32_t (&sw4)[MT][2]) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            const int64_t rt = rbase + 16 * mt;
+            if (MODE == MODE_FP8) swf[mt] = rt < R ? w_fp8_scale(W, rt, u * MMA_UNIT) : 0.0f;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int64_t r = rt + g + 8 * h;
+                const bool ok = r < R;
+                if (MODE == MODE_FP4)
+                    sw4[mt][h] = ok ? __ldg((const uint32_t *)((const uint8_t *)W.scale + r * (K / 32) + u * 4)) : 0u;
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    if constexpr (MODE == MODE_DEQ_BF16) {
+                        uint4 v = ok ? __ldg((const uint4 *)(arow[mt][h] + 2 * (u * MMA_UNIT + 32 * c))) : make_uint4(0, 0, 0, 0);
+                        a[mt][h][c][0] = v.x; a[mt][h][c][1] = v.y; a[mt][h][c][2] = v.z; a[mt][h][c][3] = v.w;
+                    } else if constexpr (MODE == MODE_FP8) {
+                        uint2 v = ok ? __ldg((const uint2 *)(arow[mt][h] + u * MMA_UNIT + 32 * c)) : make_uint2(0, 0);
+                        a[mt][h][c][0] = v.x; a[mt][h][c][1] = v.y;
+                    } else {
+                        a[mt][h][c][0] = ok ? __ldg((const uint32_t *)(arow[mt][h] + (u * MMA_UNIT + 32 * c) / 2)) : 0u;
+                    }
+                }
+            }
+        }
+    };
+
+    if (u0 < u1) load_unit(u0, cur, swf_cur, sw4_cur);
+#pragma unroll 1
+    for (int64_t u = u0; u < u1; u++) {
+        if (u + 1 < u1) load_unit(u + 1, nxt, swf_nxt, sw4_nxt);   /* in flight during unit u */
+
+        /* the unit's A fragments, decoded once: [mt][chunk][mma][reg] */
+        uint32_t af[MT][4][2][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const uint32_t *lo = cur[mt][0][c], *hi = cur[mt][1][c];
+                uint32_t *a0 = af[mt][c][0], *a1 = af[mt][c][1];
+                if constexpr (MODE == MODE_DEQ_BF16) {
+                    a0[0] = lo[0]; a0[1] = hi[0]; a0[2] = lo[1]; a0[3] = hi[1];
+                    a1[0] = lo[2]; a1[1] = hi[2]; a1[2] = lo[3]; a1[3] = hi[3];
+                } else if constexpr (MODE == MODE_FP8) {
+                    a0[0] = e4m3x2_to_f16x2(lo[0]); a0[1] = e4m3x2_to_f16x2(hi[0]);
+                    a0[2] = e4m3x2_to_f16x2(lo[0] >> 16); a0[3] = e4m3x2_to_f16x2(hi[0] >> 16);
+                    a1[0] = e4m3x2_to_f16x2(lo[1]); a1[1] = e4m3x2_to_f16x2(hi[1]);
+                    a1[2] = e4m3x2_to_f16x2(lo[1] >> 16); a1[3] = e4m3x2_to_f16x2(hi[1] >> 16);
+                } else {
+                    a0[0] = e2m1x2_to_f16x2(lo[0]); a0[1] = e2m1x2_to_f16x2(hi[0]);
+                    a0[2] = e2m1x2_to_f16x2(lo[0] >> 8); a0[3] = e2m1x2_to_f16x2(hi[0] >> 8);
+                    a1[0] = e2m1x2_to_f16x2(lo[0] >> 16); a1[1] = e2m1x2_to_f16x2(hi[0] >> 16);
+                    a1[2] = e2m1x2_to_f16x2(lo[0] >> 24); a1[3] = e2m1x2_to_f16x2(hi[0] >> 24);
+                }
+            }
+
+        /* n-tiles in groups of NG: fresh block sums per group keep the registers bounded */
+#pragma unroll
+        for (int ng = 0; ng < NT / NG; ng++) {
+            /* activation scales of the group's C columns: tokens m0 + 8 nt + 2q + j */
+            float sxv[NG][2];
+#pragma unroll
+            for (int j = 0; j < NG; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int64_t tok = m0 + 8 * (ng * NG + j) + 2 * q + e;
+                    sxv[j][e] = (MODE != MODE_DEQ_BF16 && tok < n) ? __ldg(sx + tok * nunits + u) : 0.0f;
+                }
+            float bs[MT][NG][4];   /* FP8: the 128-block sums */
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int j = 0; j < NG; j++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) bs[mt][j][i] = 0.0f;
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                uint4 bv[NG];   /* token g of each n-tile, k .. k+7 */
+#pragma unroll
+                for (int j = 0; j < NG; j++) {
+                    bv[j] = make_uint4(0, 0, 0, 0);
+                    if (xrow[ng * NG + j]) bv[j] = ld_nc_v4(xrow[ng * NG + j] + u * MMA_UNIT + 32 * c);
+                }
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    float sw_lo = 0.0f, sw_hi = 0.0f;   /* FP4: chunk scales of rows g, g+8 */
+                    if constexpr (MODE == MODE_FP4) {
+                        sw_lo = d_e8m0_to_float((uint8_t)(sw4_cur[mt][0] >> (8 * c)));
+                        sw_hi = d_e8m0_to_float((uint8_t)(sw4_cur[mt][1] >> (8 * c)));
+                    }
+#pragma unroll
+                    for (int j = 0; j < NG; j++) {
+                        float *ac = acc[mt][ng * NG + j];
+                        if constexpr (MODE == MODE_DEQ_BF16) {
+                            mma_bf16(ac, af[mt][c][0], bv[j].x, bv[j].y);
+                            mma_bf16(ac, af[mt][c][1], bv[j].z, bv[j].w);
+                        } else if constexpr (MODE == MODE_FP8) {
+                            mma_f16(bs[mt][j], af[mt][c][0], bv[j].x, bv[j].y);
+                            mma_f16(bs[mt][j], af[mt][c][1], bv[j].z, bv[j].w);
+                        } else {
+                            float b[4] = { 0.0f, 0.0f, 0.0f, 0.0f };   /* the 32-chunk sum */
+                            mma_f16(b, af[mt][c][0], bv[j].x, bv[j].y);
+                            mma_f16(b, af[mt][c][1], bv[j].z, bv[j].w);
+#pragma unroll
+                            for (int i = 0; i < 4; i++) {
+                                const float term = (b[i] * sxv[j][i & 1]) * (i < 2 ? sw_lo : sw_hi);
+                                ac[i] = ac[i] + term;
+                            }
+                        }
+                    }
+                }
+            }
+            if constexpr (MODE == MODE_FP8) {
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int j = 0; j < NG; j++)
+#pragma unroll
+                        for (int i = 0; i < 4; i++) {
+                            const float sc = sxv[j][i & 1] * swf_cur[mt];
+                            acc[mt][ng * NG + j][i] = acc[mt][ng * NG + j][i] + bs[mt][j][i] * sc;
+                        }
+            }
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            swf_cur[mt] = swf_nxt[mt];
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                sw4_cur[mt][h] = sw4_nxt[mt][h];
+#pragma unroll
+                for (int c = 0; c < 4; c++)
+#pragma unroll
+                    for (int w = 0; w < AW; w++) cur[mt][h][c][w] = nxt[mt][h][c][w];
+            }
+        }
+    }
+
+    /* the WK slices of each tile, added in wk order */
+    constexpr int TE = MT * NT * 4;
+    if (wk_n > 1) {
+        if (wk > 0) {
+            float *dst = mma_red + (size_t)((wk - 1) * wm_n + wm) * TE * 32;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) dst[((mt * NT + nt) * 4 + i) * 32 + lane] = acc[mt][nt][i];
+        }
+        __syncthreads();
+        if (wk == 0)
+            for (int w = 1; w < wk_n; w++) {
+                const float *src = mma_red + (size_t)((w - 1) * wm_n + wm) * TE * 32;
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                        for (int i = 0; i < 4; i++)
+                            acc[mt][nt][i] = acc[mt][nt][i] + src[((mt * NT + nt) * 4 + i) * 32 + lane];
+            }
+    }
+    if (wk != 0) return;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int64_t r = rbase + 16 * mt + g + 8 * (i >> 1);
+                const int64_t tok = m0 + 8 * nt + 2 * q + (i & 1);
+                if (r < R && tok < n) y[tok * R + r] = d_round_bf16(acc[mt][nt][i]);
+            }
+}
+
+/* ---- which GEMM kernel (THE one place the default is chosen) ----
+ * linear_use_tensor_cores(v): v = DSV4_GEMM_SIMT (0) linear_kernel, DSV4_GEMM_TC (1) the wmma
+ * linear_tc_kernel, DSV4_GEMM_MMA (2) linear_mma_kernel, -1 = from the environment:
+ * DSV4_CUDA_GEMM=simt|tc|mma, else GEMM_DEFAULT. Only official bf16 / FP8 / FP4 GEMMs with
+ * K % 128 == 0 have tensor-core kernels; exact mode, fp32 outputs and other shapes always run
+ * linear_kernel. */
+#define GEMM_DEFAULT DSV4_GEMM_MMA
+static int g_gemm_variant = -1;
+extern "C" void linear_use_tensor_cores(int variant) { g_gemm_variant = variant; }
+
+static int gemm_variant(int mode, const dsv4_weight *w)
+{
+    int tensor_ok = w->cols % LIN_BLOCK == 0 &&
+                    (mode == MODE_FP8 || mode == MODE_FP4 || (mode == MODE_DEQ_BF16 && w->dtype == DSV4_BF16));
+    if (!tensor_ok) return DSV4_GEMM_SIMT;
+    int v = g_gemm_variant;
+    if (v < 0) {
+        const char *e = getenv("DSV4_CUDA_GEMM");
+        v = GEMM_DEFAULT;
+        if (e && strcmp(e, "simt") == 0) v = DSV4_GEMM_SIMT;
+        else if (e && strcmp(e, "tc") == 0) v = DSV4_GEMM_TC;
+        else if (e && strcmp(e, "mma") == 0) v = DSV4_GEMM_MMA;
+    }
+    return v == DSV4_GEMM_TC || v == DSV4_GEMM_MMA ? v : DSV4_GEMM_SIMT;
+}
+
+/* linear_mma_kernel's tiling for R x K and n tokens: NT n-tiles of 8 tokens per warp (n = 1
+ * uses one; at most 4 — with 8 the A fragments, block sums and activation fragments exceed
+ * 255 registers and spill), MT = 1 m-tile of 16 rows (MT = 2 compiles but spills at NT = 4),
+ * WK warps of a block along K: the smallest power of two giving >= `target` warps in the grid
+ * with at least one 128-unit per warp. DSV4_CUDA_MMA_WK=1|2|4|8 overrides WK (tuning; the
+ * same results up to the fp32 order of the slice sums). */
+static void mma_config(int64_t R, int64_t K, int64_t n, int *mt_out, int *nt_out, int *wk_out)
+{
+    const int MT = 1, NT = n <= 8 ? 1 : (n <= 16 ? 2 : 4);
+    const int64_t nunits = K / LIN_BLOCK, ntt = (n + 8 * NT - 1) / (8 * NT);
+    const int64_t target = NT >= 4 ? 2048 : 4096;
+    auto warps = [&](int wk) { return (R + 16 * MT * (8 / wk) - 1) / (16 * MT * (8 / wk)) * ntt * 8; };
+    int WK = 1;
+    while (WK < 8 && 2 * WK <= nunits && warps(WK) < target) WK *= 2;
+    const char *e = getenv("DSV4_CUDA_MMA_WK");
+    if (e) {
+        int v = atoi(e);
+        if (v == 1 || v == 2 || v == 4 || v == 8) WK = v;
+    }
+    *mt_out = MT; *nt_out = NT; *wk_out = WK;
+}
+
+template <int MODE, int MT>
+static void launch_mma_nt(int NT, dim3 g, size_t smem, const dweight &W, const uint16_t *xh,
+                          const float *sx, float *y, int64_t n, int WK)
+{
+    switch (NT) {
+    case 1: linear_mma_kernel<MODE, MT, 1><<<g, MMA_WARPS * 32, smem>>>(W, xh, sx, y, n, WK); break;
+    case 2: linear_mma_kernel<MODE, MT, 2><<<g, MMA_WARPS * 32, smem>>>(W, xh, sx, y, n, WK); break;
+    default: linear_mma_kernel<MODE, MT, 4><<<g, MMA_WARPS * 32, smem>>>(W, xh, sx, y, n, WK); break;
+    }
+}
+
+/* [LIN-2..LIN-4] official bf16 / FP8 / FP4 on linear_mma_kernel. dx: [n, K] device */
+static int launch_linear_mma(const dweight &W, int mode, const float *dx, float *dy, int64_t n)
+{
+    int64_t K = W.cols, R = W.rows;
+    uint16_t *xh = (uint16_t *)cuda_scratch(10, (size_t)(n * K) * 2);
+    float *sx = NULL;
+    if (!xh) return -1;
+    if (mode == MODE_DEQ_BF16) {
+        int64_t cnt = n * K, nb = (cnt + 255) / 256;
+        to_bf16_kernel<<<(unsigned)(nb < 4096 ? nb : 4096), 256>>>(dx, cnt, (__nv_bfloat16 *)xh);
+        CK_LAUNCH("to_bf16");
+    } else {
+        sx = (float *)cuda_scratch(9, (size_t)(n * (K / LIN_BLOCK)) * sizeof(float));
+        if (!sx) return -1;
+        act_quant_h_kernel<<<dim3((unsigned)(K / LIN_BLOCK), (unsigned)n), 32>>>(dx, K, (__half *)xh, sx);
+        CK_LAUNCH("act_quant_h");
+    }
+    int MT, NT, WK;
+    mma_config(R, K, n, &MT, &NT, &WK);
+    int WM = MMA_WARPS / WK;
+    int64_t rblocks = (R + 16 * MT * WM - 1) / (16 * MT * WM);
+    if (rblocks > 65535)
+        return dsv4_set_error("%s: %lld output features exceed the mma GEMM's grid (%lld row blocks)",
+                              "linear", (long long)R, (long long)rblocks);
+    dim3 g((unsigned)((n + 8 * NT - 1) / (8 * NT)), (unsigned)rblocks);
+    size_t smem = (size_t)(MMA_WARPS - WM) * MT * NT * 4 * 32 * sizeof(float);
+    if (mode == MODE_FP8) launch_mma_nt<MODE_FP8, 1>(NT, g, smem, W, xh, sx, dy, n, WK);
+    else if (mode == MODE_FP4) launch_mma_nt<MODE_FP4, 1>(NT, g, smem, W, xh, sx, dy, n, WK);
+    else launch_mma_nt<MODE_DEQ_BF16, 1>(NT, g, smem, W, xh, sx, dy, n, WK);
+    CK_LAUNCH("linear_mma");
+    return 0;
+}
 
 /* ---- host side ---- */
 
@@ -321,19 +777,17 @@ extern "C" int launch_linear(const dsv4_weight *w, const float *dx, float *dy, i
             return dsv4_set_error("%s: in_features %lld is not a multiple of 128: the official "
                                   "act_quant (block 128) cannot quantize this input",
                                   w->name ? w->name : "weight", (long long)K);
+    }
+    int variant = gemm_variant(mode, w);
+    if (variant == DSV4_GEMM_MMA) return launch_linear_mma(W, mode, dx, dy, n);
+    if (mode == MODE_FP8 || mode == MODE_FP4) {
         xq = (float *)cuda_scratch(8, (size_t)(n * K) * sizeof(float));
         sx = (float *)cuda_scratch(9, (size_t)(n * (K / LIN_BLOCK)) * sizeof(float));
         if (!xq || !sx) return -1;
         act_quant_kernel<<<dim3((unsigned)(K / LIN_BLOCK), (unsigned)n), 32>>>(dx, K, xq, sx);
         CK_LAUNCH("act_quant");
     }
-    int use_tc = g_gemm_tc;
-    if (use_tc < 0) {
-        const char *e = getenv("DSV4_CUDA_GEMM");
-        use_tc = e && strcmp(e, "tc") == 0;
-    }
-    if (use_tc && K % LIN_BLOCK == 0 &&
-        (mode == MODE_FP8 || mode == MODE_FP4 || (mode == MODE_DEQ_BF16 && w->dtype == DSV4_BF16))) {
+    if (variant == DSV4_GEMM_TC) {
         dim3 g((unsigned)((w->rows + 63) / 64), (unsigned)((n + 15) / 16));
         if (mode == MODE_FP8) linear_tc_kernel<MODE_FP8><<<g, 128>>>(W, dx, xq, sx, dy, n);
         else if (mode == MODE_FP4) linear_tc_kernel<MODE_FP4><<<g, 128>>>(W, dx, xq, sx, dy, n);
