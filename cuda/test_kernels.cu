@@ -179,14 +179,15 @@ static void make_weight(wstore &s, int kind, int64_t R, int64_t K)
 static void test_linear(void)
 {
     const char *kn[4] = { "f32", "bf16", "fp8", "fp4" };
+    const char *vn[3] = { "", " tc", " mma" };   /* DSV4_GEMM_SIMT, _TC, _MMA */
     for (int kind = 0; kind < 4; kind++)
         for (int out_f32 = 0; out_f32 < 2; out_f32++)
             for (int mi = 0; mi < 2; mi++)
-                for (int tc = 0; tc < 2; tc++)
+                for (int tc = 0; tc < 3; tc++)
                     for (int64_t n : { (int64_t)11, (int64_t)70 }) {
                         dsv4_numerics num = mi ? DSV4_EXACT : DSV4_OFFICIAL;
                         if (num == DSV4_EXACT && out_f32) continue;
-                        /* the tensor-core path exists for official bf16 / FP8 / FP4 GEMMs */
+                        /* the tensor-core paths exist for official bf16 / FP8 / FP4 GEMMs */
                         if (tc && (num == DSV4_EXACT || out_f32 || kind == 0)) continue;
                         if (g_quick && n == 70 && !tc) continue;
                         int64_t R = 200, K = 384;
@@ -205,10 +206,73 @@ static void test_linear(void)
                         }
                         char what[96];
                         snprintf(what, sizeof what, "linear %s out_f32=%d %s%s [%lldx%lld]x%lld", kn[kind], out_f32,
-                                 nm(num), tc ? " tc" : "", (long long)R, (long long)K, (long long)n);
+                                 nm(num), vn[tc], (long long)R, (long long)K, (long long)n);
                         check_rel(what, got.data(), want.data(), got.size(), lim_of(num));
                         cuda_release();   /* the next case's weights may reuse these host addresses */
                     }
+}
+
+/* the mma.sync GEMM (linear_mma_kernel) at decode and odd shapes: n = 1, 8, 11, 64, 70 (one,
+ * two and four n-tiles per warp, token tails), R not a multiple of 16 / 128 (partial m-tiles
+ * and a partial last FP8 scale block), K = 384 (3 units: uneven K slices) and 1024 / 1152
+ * (8 / 9 units: eight K slices per block), FP8 with F32 block scales, and K slices forced to 8
+ * on 3 units (warps with empty slices: DSV4_CUDA_MMA_WK=8). Against ref `linear`, official. */
+static void test_linear_mma(void)
+{
+    const char *kn[4] = { "f32", "bf16", "fp8", "fp4" };
+    struct { int64_t R, K; } shp[3] = { { 200, 384 }, { 200, 1024 }, { 37, 1152 } };
+    for (int kind = 1; kind <= 4; kind++)          /* 4: FP8 with F32 block scales */
+        for (auto &sh : shp)
+            for (int64_t n : { (int64_t)1, (int64_t)8, (int64_t)11, (int64_t)64, (int64_t)70 }) {
+                if (g_quick && (n == 8 || n == 70)) continue;
+                if (kind == 4 && sh.K != 1024) continue;
+                int64_t R = sh.R, K = sh.K;
+                wstore s;
+                make_weight(s, kind == 4 ? 2 : kind, R, K);
+                std::vector<uint8_t> f32s;
+                if (kind == 4) {
+                    f32s.resize(s.scale.size() * 4);
+                    for (size_t i = 0; i < s.scale.size(); i++) {
+                        float v = e8m0_to_float(s.scale[i]) * (1.0f + 0.5f * rnd_uniform());
+                        memcpy(&f32s[i * 4], &v, 4);
+                    }
+                    s.w.scale = f32s.data();
+                    s.w.scale_dtype = DSV4_F32;
+                }
+                std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
+                to_bf16(x);
+                poison(got);
+                linear(&s.w, x.data(), want.data(), n, 0, DSV4_OFFICIAL);
+                linear_use_tensor_cores(DSV4_GEMM_MMA);
+                int rc = cuda_linear(&s.w, x.data(), got.data(), n, 0, DSV4_OFFICIAL);
+                linear_use_tensor_cores(-1);
+                char what[96];
+                snprintf(what, sizeof what, "linear mma %s%s [%lldx%lld]x%lld", kn[kind == 4 ? 2 : kind],
+                         kind == 4 ? " f32-scale" : "", (long long)R, (long long)K, (long long)n);
+                if (rc) check_true(what, false, dsv4_last_error());
+                else check_rel(what, got.data(), want.data(), got.size(), lim_of(DSV4_OFFICIAL));
+                cuda_release();
+            }
+    /* eight K slices over three 128-units: five warps of each block have empty slices */
+    for (int kind = 1; kind <= 3; kind++) {
+        int64_t R = 200, K = 384, n = 11;
+        wstore s;
+        make_weight(s, kind, R, K);
+        std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
+        to_bf16(x);
+        poison(got);
+        linear(&s.w, x.data(), want.data(), n, 0, DSV4_OFFICIAL);
+        setenv("DSV4_CUDA_MMA_WK", "8", 1);
+        linear_use_tensor_cores(DSV4_GEMM_MMA);
+        int rc = cuda_linear(&s.w, x.data(), got.data(), n, 0, DSV4_OFFICIAL);
+        linear_use_tensor_cores(-1);
+        unsetenv("DSV4_CUDA_MMA_WK");
+        char what[96];
+        snprintf(what, sizeof what, "linear mma %s WK=8 [%lldx%lld]x%lld", kn[kind], (long long)R, (long long)K, (long long)n);
+        if (rc) check_true(what, false, dsv4_last_error());
+        else check_rel(what, got.data(), want.data(), got.size(), lim_of(DSV4_OFFICIAL));
+        cuda_release();
+    }
 }
 
 /* ---- norms, RoPE, Hadamard, block simulations ---- */
@@ -716,10 +780,10 @@ static int bench(void)
                 cudaMalloc(&x, B * c.K * 4); cudaMalloc(&y, B * c.R * 4);
                 fill_f32(x, B * c.K, 2.0f);
                 double wb = c.kind == 2 ? 1.0 : (c.kind == 1 ? 2.0 : 0.5);
-                for (int tc = 1; tc >= 0; tc--) {
+                for (int tc : { DSV4_GEMM_TC, DSV4_GEMM_SIMT, DSV4_GEMM_MMA }) {
                     linear_use_tensor_cores(tc);
                     float ms = time_ms([&] { launch_linear(&w.w, x, y, B, 0, DSV4_OFFICIAL); });
-                    char name[80]; snprintf(name, sizeof name, "%s %s", c.nm, tc ? "tc" : "simt");
+                    char name[80]; snprintf(name, sizeof name, "%s %s", c.nm, tc == DSV4_GEMM_TC ? "tc" : (tc == DSV4_GEMM_MMA ? "mma" : "simt"));
                     row(name, B, ms, (double)c.R * c.K * wb + B * (c.K + c.R) * 4.0, 2.0 * B * c.R * c.K);
                 }
                 linear_use_tensor_cores(-1);
@@ -815,6 +879,7 @@ int main(int argc, char **argv)
     g_quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     test_formats();
     test_linear();
+    test_linear_mma();
     test_norm_rope_hadamard();
     test_compressor();
     test_indexer();
