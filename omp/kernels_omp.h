@@ -31,6 +31,12 @@ void indexer_scores_omp(const v4_indexer *I, const float *q, const float *w, con
  * benchmark measures the kernels against. */
 void copy_omp(void *dst, const void *src, size_t n);
 
+/* omp/flops.c — [BK-5] every thread of the team runs about madds_per_thread double
+ * multiply-adds (separate mul and add, `lanes` = 8, 16 or 32 independent sums over an
+ * L1-resident tile: the kernels' inner-loop form); returns the total run. The arithmetic
+ * peak the benchmark measures the kernels against. */
+int64_t madd_omp(int lanes, int64_t madds_per_thread, double *sink);
+
 /* Below this many multiply-adds a kernel runs on the calling thread (no fork/join cost).
  * A scheduling choice only: it never changes a result. */
 #define OMP_MIN_WORK 32768

@@ -1,17 +1,23 @@
 /* omp/sparse_attention.c — V4 sparse attention with per-head sinks, the OpenMP kernel
  * (spec/backends.md, spec/sparse-attention.md).
  *
- * Heads are independent outputs: the H heads are split into one contiguous group per thread.
- * Inside a group every listed KV row (one KV head shared by all query heads: MQA) is read
- * ONCE for all the group's heads: the logits of the group advance together over d (query
- * in blocks of 16 heads [D][16], one double sum per head in ascending d, vectorized across
- * heads); P.V then runs per head over the block's rows while they are cache-resident (ascending
- * list order per head and channel, 16 channels at a time). Each head's online softmax runs block by block in
- * the reference's order, so the results equal ref/sparse_attention.c bit for bit. */
+ * The reference (ref/sparse_attention.c) runs head by head: logits of a 64-row block, the
+ * block's online-softmax step, the block's P.V, next block. Its independent outputs are finer
+ * than heads, and this kernel splits the work along them, in three phases of one parallel
+ * region (so the split is even at any thread count, e.g. 64 heads on 12 or 16 threads):
+ *   1. logits l[h][i] (one double dot product per head and listed row, ascending d):
+ *      parallel over pairs of listed rows; each row is read once for all heads, a register
+ *      tile of 8 heads x 2 rows (16 independent sums, vectorized across heads) advances over d;
+ *   2. the softmax per head, in list order, block by block exactly as the reference (block
+ *      max, rescale factor a, probabilities, denominator): parallel over heads; it keeps a per
+ *      block and the probabilities (official: rounded to bf16) for phase 3;
+ *   3. P.V and the output: parallel over units of 64 channels x 4 heads; a unit walks the
+ *      blocks in list order and, per block, sums each (head, channel) over the block's rows in
+ *      list order (16 channels at a time), then acc = acc * a + f32(block sum), as the reference;
+ *      the block's 64-channel slice of its rows (16 KiB) stays in L1 for the unit's 4 heads.
+ * Every output is produced by the reference's operations in the reference's order, so the
+ * results equal ref/sparse_attention.c bit for bit. */
 #include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <stdlib.h>
 #include <string.h>
 #include "counters.h"
@@ -19,98 +25,142 @@
 #include "numerics.h"
 #include "sparse_attention.h"
 
-#define HB 16   /* heads whose logit sums advance together (kept in registers) */
+#define HB 8    /* heads of a logit register tile */
+#define RR 2    /* listed rows of a logit register tile: HB x RR independent sums */
+#define CB 64   /* channels of a P.V unit */
+#define HG 4    /* heads of a P.V unit */
 #define DB 16   /* channels whose P.V sums advance together */
 
-/* qt: [ceil(G/HB)][D][HB] <- heads h0 .. h0+G-1 of q widened to double (padding rows 0). */
-static void load_qt(const float *q, int64_t h0, int64_t G, int64_t D, double *qt)
-{
-    int64_t nhb = (G + HB - 1) / HB;
-    for (int64_t i = 0; i < nhb * D * HB; i++) qt[i] = 0.0;
-    for (int64_t g = 0; g < G; g++)
-        for (int64_t d = 0; d < D; d++) qt[((g / HB) * D + d) * HB + g % HB] = (double)q[(h0 + g) * D + d];
-}
+/* Shared scratch of one call. */
+typedef struct {
+    double *qt;    /* [ceil(H/HB)][D][HB]: q widened to double, heads padded with zeros */
+    double *l;     /* [H][n]: logits (official: the f32 value, stored exactly) */
+    double *p;     /* [H][n]: probabilities (official: bf16-rounded); masked rows unused */
+    float *a;      /* [H][n_blk]: official rescale factor of each block */
+    double *M;     /* [H]: the final max (-inf: every row masked) */
+    double *dn;    /* [H]: the final denominator, sink included (official: the f32 value) */
+} spa_scratch;
 
-/* s[g] = sum_d q_g[d] * k[d] for the G heads, ascending d per head (the reference's double
- * dot product); HB heads advance together, a last partial block (G mod HB heads: many
- * threads, few heads each) only its own heads. s: [ceil(G/HB) * HB]. */
-static void logits_row(const double *qt, int64_t G, int64_t D, const float *k, double *s)
+/* Phase 1 [SPA-2]: logits of rows i0 .. i0+ni-1 (ni <= RR) for every head; masked rows
+ * -inf. Per (head, row): s = sum_d q[d] * k[d] in ascending d (double), then official
+ * f32(f32(s) * scale), exact s * scale. */
+static void logits_rows(const spa_scratch *W, int64_t H, int64_t D, const float *kv,
+                        const int64_t *idx, int64_t n, int64_t i0, int64_t ni, double scale,
+                        dsv4_numerics num)
 {
-    int64_t nhb = (G + HB - 1) / HB;
+    const float *k[RR];
+    int valid[RR], any = -1;
+    for (int r = 0; r < RR; r++) {
+        valid[r] = r < ni && idx[i0 + r] >= 0;
+        k[r] = valid[r] ? kv + idx[i0 + r] * D : NULL;
+        if (valid[r] && any < 0) any = r;
+        if (r < ni && !valid[r])
+            for (int64_t h = 0; h < H; h++) W->l[h * n + i0 + r] = -INFINITY;
+    }
+    if (any < 0) return;
+    for (int r = 0; r < RR; r++)
+        if (!valid[r]) k[r] = k[any];   /* a stand-in row: computed, not stored */
+    float fscale = (float)scale;
+    int64_t nhb = (H + HB - 1) / HB;
     for (int64_t hb = 0; hb < nhb; hb++) {
-        double a[HB];
-        const double *qb = qt + hb * D * HB;
-        int64_t nh = G - hb * HB < HB ? G - hb * HB : HB;
-        for (int h = 0; h < HB; h++) a[h] = 0.0;
-        if (nh == HB) {
-            for (int64_t d = 0; d < D; d++) {
-                double kd = (double)k[d];
-                for (int h = 0; h < HB; h++) a[h] += qb[d * HB + h] * kd;
-            }
-        } else {
-            for (int64_t d = 0; d < D; d++) {
-                double kd = (double)k[d];
-                for (int64_t h = 0; h < nh; h++) a[h] += qb[d * HB + h] * kd;
+        const double *qb = W->qt + hb * D * HB;
+        double s[RR][HB];
+        for (int r = 0; r < RR; r++)
+            for (int h = 0; h < HB; h++) s[r][h] = 0.0;
+        for (int64_t d = 0; d < D; d++) {
+            for (int r = 0; r < RR; r++) {
+                double kd = (double)k[r][d];
+                for (int h = 0; h < HB; h++) s[r][h] += qb[d * HB + h] * kd;
             }
         }
-        for (int h = 0; h < HB; h++) s[hb * HB + h] = a[h];
+        int64_t nh = H - hb * HB < HB ? H - hb * HB : HB;
+        for (int r = 0; r < RR; r++) {
+            if (!valid[r]) continue;
+            for (int64_t h = 0; h < nh; h++) {
+                double *lh = W->l + (hb * HB + h) * n + i0 + r;
+                if (num == DSV4_OFFICIAL) *lh = (double)((float)s[r][h] * fscale);
+                else *lh = s[r][h] * scale;
+            }
+        }
     }
 }
 
-/* ---- official kernel order ---- */
-
-/* [SPA-2] [SPA-3] Heads h0 .. h0+G-1, official numerics (ref/sparse_attention.c:
- * head_official, same arithmetic per head). q: [H, D]; out: [H, D]. Scratch: qt [G/16][D][16],
- * s [G], l/p [G][64], M/den/a [G], acc [G][D] float, pv [G][D] double. */
-static void group_official(const float *q, int64_t h0, int64_t G, int64_t D, const float *kv,
-                           const int64_t *idx, int64_t n_idx, const float *sink, float scale,
-                           double *qt, double *s, float *l, float *p, float *M, float *den,
-                           float *a, float *acc, double *pv, float *out)
+/* Phase 2 [SPA-2] [SPA-3]: head h's softmax in the reference's order. Official, per 64-block:
+ * M' = max(M, max l) in list order; a = e^{M - M'} (1 while M = -inf, pitfall 13);
+ * p = e^{l - M'} (0 while M' = -inf); den = den * a + (f32 sum of p in list order); end:
+ * den + e^{z - M}. Exact: M = max l; p = e^{l - M}; den = sum p (list order) + e^{z - M}. */
+static void softmax_head(const spa_scratch *W, int64_t h, const int64_t *idx, int64_t n,
+                         float sink, dsv4_numerics num)
 {
-    const int64_t BLK = SPARSE_ATTN_BLOCK;
-    load_qt(q, h0, G, D, qt);
-    for (int64_t g = 0; g < G; g++) {
-        M[g] = -INFINITY;
-        den[g] = 0.0f;
-    }
-    for (int64_t i = 0; i < G * D; i++) acc[i] = 0.0f;
-    for (int64_t b0 = 0; b0 < n_idx; b0 += BLK) {
-        int64_t nb = n_idx - b0 < BLK ? n_idx - b0 : BLK;
-        /* logits: each KV row read once for the group */
-        for (int64_t i = 0; i < nb; i++) {
-            int64_t r = idx[b0 + i];
-            if (r < 0) {
-                for (int64_t g = 0; g < G; g++) l[g * BLK + i] = -INFINITY;
-                continue;
+    const double *l = W->l + h * n;
+    double *p = W->p + h * n;
+    if (num == DSV4_OFFICIAL) {
+        const int64_t BLK = SPARSE_ATTN_BLOCK;
+        float M = -INFINITY, den = 0.0f;
+        for (int64_t b0 = 0; b0 < n; b0 += BLK) {
+            int64_t nb = n - b0 < BLK ? n - b0 : BLK;
+            float bmax = M;
+            for (int64_t i = 0; i < nb; i++) {
+                if (idx[b0 + i] < 0) continue;
+                float li = (float)l[b0 + i];
+                if (li > bmax) bmax = li;
             }
-            logits_row(qt, G, D, kv + r * D, s);
-            for (int64_t g = 0; g < G; g++) l[g * BLK + i] = (float)s[g] * scale;
-        }
-        /* per head: block max, rescale, probabilities, denominator (list order) */
-        for (int64_t g = 0; g < G; g++) {
-            const float *lg = l + g * BLK;
-            float *pg = p + g * BLK;
-            float bmax = M[g];
-            for (int64_t i = 0; i < nb; i++)
-                if (lg[i] > bmax) bmax = lg[i];
-            a[g] = (M[g] == -INFINITY) ? 1.0f : expf(M[g] - bmax);
+            float a = (M == -INFINITY) ? 1.0f : expf(M - bmax);
             float bsum = 0.0f;
             for (int64_t i = 0; i < nb; i++) {
-                pg[i] = (bmax == -INFINITY) ? 0.0f : expf(lg[i] - bmax);
-                bsum += pg[i];
+                float pi = (bmax == -INFINITY) ? 0.0f : expf((float)l[b0 + i] - bmax);
+                bsum += pi;
+                p[b0 + i] = (double)round_bf16(pi);
             }
-            den[g] = den[g] * a[g] + bsum;
-            M[g] = bmax;
+            den = den * a + bsum;
+            W->a[h * ((n + BLK - 1) / BLK) + b0 / BLK] = a;
+            M = bmax;
         }
-        /* P.V: the block's rows (just read, now cache-resident) summed per head and channel
-         * in list order; DB channels advance together */
-        for (int64_t g = 0; g < G; g++) {
-            double pb[SPARSE_ATTN_BLOCK];
-            for (int64_t i = 0; i < nb; i++) pb[i] = (double)round_bf16(p[g * BLK + i]);
-            for (int64_t d0 = 0; d0 < D; d0 += DB) {
-                int64_t nd = D - d0 < DB ? D - d0 : DB;
+        W->M[h] = (double)M;
+        W->dn[h] = M == -INFINITY ? 0.0 : (double)(den + expf(sink - M));
+        return;
+    }
+    double M = -INFINITY, den = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] >= 0 && l[i] > M) M = l[i];
+    W->M[h] = M;
+    if (M == -INFINITY) return;
+    for (int64_t i = 0; i < n; i++) {
+        if (idx[i] < 0) continue;
+        p[i] = exp(l[i] - M);
+        den += p[i];
+    }
+    W->dn[h] = den + exp((double)sink - M);
+}
+
+/* Phase 3 [SPA-2] [SPA-1]: channels c0 .. c1-1 (<= CB) of heads h0 .. h1-1 (<= HG). Official:
+ * per block, pv = sum over the block's unmasked rows (list order) of p * v (double, from 0),
+ * acc = acc * a + f32(pv) (f32); out = bf16(acc / den). Exact: acc = sum over all unmasked
+ * rows (list order) of p * v (double), carried from block to block; out = f32(acc / den).
+ * Every head masked throughout: exactly 0. */
+static void pv_unit(const spa_scratch *W, int64_t h0, int64_t h1, int64_t c0, int64_t c1,
+                    int64_t D, const float *kv, const int64_t *idx, int64_t n, float *out,
+                    dsv4_numerics num)
+{
+    const int64_t BLK = SPARSE_ATTN_BLOCK, nblk = (n + BLK - 1) / BLK;
+    float accf[HG][CB];
+    double accd[HG][CB];
+    for (int g = 0; g < HG; g++)
+        for (int c = 0; c < CB; c++) {
+            accf[g][c] = 0.0f;
+            accd[g][c] = 0.0;
+        }
+    for (int64_t b0 = 0; b0 < n; b0 += BLK) {
+        int64_t nb = n - b0 < BLK ? n - b0 : BLK;
+        for (int64_t h = h0; h < h1; h++) {
+            int g = (int)(h - h0);
+            if (W->M[h] == -INFINITY) continue;   /* all masked: the output is 0 */
+            const double *pb = W->p + h * n + b0;
+            for (int64_t d0 = c0; d0 < c1; d0 += DB) {
+                int64_t nd = c1 - d0 < DB ? c1 - d0 : DB;
                 double v[DB];
-                for (int j = 0; j < DB; j++) v[j] = 0.0;
+                for (int j = 0; j < DB; j++)   /* official: the block's sum from 0; exact: carried */
+                    v[j] = num == DSV4_OFFICIAL || j >= nd ? 0.0 : accd[g][d0 - c0 + j];
                 if (nd == DB) {
                     for (int64_t i = 0; i < nb; i++) {
                         int64_t r = idx[b0 + i];
@@ -126,71 +176,27 @@ static void group_official(const float *q, int64_t h0, int64_t G, int64_t D, con
                         for (int64_t j = 0; j < nd; j++) v[j] += pb[i] * (double)k[j];
                     }
                 }
-                for (int64_t j = 0; j < nd; j++) pv[g * D + d0 + j] = v[j];
+                if (num == DSV4_OFFICIAL) {
+                    float a = W->a[h * nblk + b0 / BLK];
+                    for (int64_t j = 0; j < nd; j++)
+                        accf[g][d0 - c0 + j] = accf[g][d0 - c0 + j] * a + (float)v[j];
+                } else {
+                    for (int64_t j = 0; j < nd; j++) accd[g][d0 - c0 + j] = v[j];
+                }
             }
         }
-        for (int64_t g = 0; g < G; g++)
-            for (int64_t d = 0; d < D; d++)
-                acc[g * D + d] = acc[g * D + d] * a[g] + (float)pv[g * D + d];
     }
-    for (int64_t g = 0; g < G; g++) {
-        float *o = out + (h0 + g) * D;
-        if (M[g] == -INFINITY) {          /* all masked: exactly 0 */
-            for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
-            continue;
+    for (int64_t h = h0; h < h1; h++) {
+        int g = (int)(h - h0);
+        float *o = out + h * D;
+        if (W->M[h] == -INFINITY) {
+            for (int64_t d = c0; d < c1; d++) o[d] = 0.0f;
+        } else if (num == DSV4_OFFICIAL) {
+            float dn = (float)W->dn[h];
+            for (int64_t d = c0; d < c1; d++) o[d] = round_bf16(accf[g][d - c0] / dn);
+        } else {
+            for (int64_t d = c0; d < c1; d++) o[d] = (float)(accd[g][d - c0] / W->dn[h]);
         }
-        float dn = den[g] + expf(sink[h0 + g] - M[g]);
-        for (int64_t d = 0; d < D; d++) o[d] = round_bf16(acc[g * D + d] / dn);
-    }
-}
-
-/* ---- exact ---- */
-
-/* [SPA-1] Heads h0 .. h0+G-1 in double (ref/sparse_attention.c: head_exact, same arithmetic
- * per head). Scratch: qt [G/16][D][16], s [G], l [G][n_idx], M/den [G], acc [G][D]. */
-static void group_exact(const float *q, int64_t h0, int64_t G, int64_t D, const float *kv,
-                        const int64_t *idx, int64_t n_idx, const float *sink, double scale,
-                        double *qt, double *s, double *l, double *M, double *den, double *acc,
-                        float *out)
-{
-    load_qt(q, h0, G, D, qt);
-    for (int64_t g = 0; g < G; g++) {
-        M[g] = -INFINITY;
-        den[g] = 0.0;
-    }
-    for (int64_t i = 0; i < n_idx; i++) {
-        int64_t r = idx[i];
-        if (r < 0) {
-            for (int64_t g = 0; g < G; g++) l[g * n_idx + i] = -INFINITY;
-            continue;
-        }
-        logits_row(qt, G, D, kv + r * D, s);
-        for (int64_t g = 0; g < G; g++) {
-            double v = s[g] * scale;
-            l[g * n_idx + i] = v;
-            if (v > M[g]) M[g] = v;
-        }
-    }
-    for (int64_t i = 0; i < G * D; i++) acc[i] = 0.0;
-    for (int64_t i = 0; i < n_idx; i++) {
-        if (idx[i] < 0) continue;
-        const float *k = kv + idx[i] * D;
-        for (int64_t g = 0; g < G; g++) {
-            if (M[g] == -INFINITY) continue;
-            double pr = exp(l[g * n_idx + i] - M[g]);
-            den[g] += pr;
-            double *ag = acc + g * D;
-            for (int64_t d = 0; d < D; d++) ag[d] += pr * (double)k[d];
-        }
-    }
-    for (int64_t g = 0; g < G; g++) {
-        float *o = out + (h0 + g) * D;
-        if (M[g] == -INFINITY) {
-            for (int64_t d = 0; d < D; d++) o[d] = 0.0f;
-            continue;
-        }
-        double dn = den[g] + exp((double)sink[h0 + g] - M[g]);
-        for (int64_t d = 0; d < D; d++) o[d] = (float)(acc[g * D + d] / dn);
     }
 }
 
@@ -198,45 +204,59 @@ static void group_exact(const float *q, int64_t h0, int64_t G, int64_t D, const 
 
 /* [SPA-1..SPA-4] As ref/sparse_attention.c: sparse_attention. q: [H, D], kv: [n_kv, D],
  * idx: [n_idx], sink: [H], out: [H, D]. Same index check and message, same cost count
- * ([COST-6], counted once, outside the parallel region). */
+ * ([COST-6], counted once, outside the parallel region). Scratch: 2 H n_idx doubles. */
 int sparse_attention_omp(const float *q, int64_t H, int64_t D, const float *kv, int64_t n_kv,
                          const int64_t *idx, int64_t n_idx, const float *sink, double scale,
                          float *out, dsv4_numerics num)
 {
     if (sparse_attention_check(idx, n_idx, n_kv, H, D)) return -1;  /* as ref, [COST-6] once */
-    if (H <= 0) return 0;
-    int fail = 0;
-#pragma omp parallel if (H * n_idx * D > OMP_MIN_WORK) reduction(| : fail)
+    if (H <= 0 || D <= 0) return 0;
+    const int64_t BLK = SPARSE_ATTN_BLOCK, n = n_idx > 0 ? n_idx : 0;
+    int64_t nhb = (H + HB - 1) / HB, nblk = (n + BLK - 1) / BLK;
+    size_t nd = (size_t)(nhb * D * HB + 2 * H * n + 2 * H);
+    spa_scratch W;
+    double *dw = malloc(sizeof(double) * nd);
+    W.a = malloc(sizeof(float) * (size_t)(H * nblk + 1));
+    if (!dw || !W.a) {
+        free(dw);
+        free(W.a);
+        return dsv4_set_error("sparse_attention scratch: out of memory");
+    }
+    W.qt = dw;
+    W.l = W.qt + nhb * D * HB;
+    W.p = W.l + H * n;
+    W.M = W.p + H * n;
+    W.dn = W.M + H;
+    int64_t n_pair = (n + RR - 1) / RR, ncb = (D + CB - 1) / CB, nhg = (H + HG - 1) / HG;
+#pragma omp parallel if (H * n * D > OMP_MIN_WORK)
     {
-        int nt = 1, me = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        me = omp_get_thread_num();
-#endif
-        int64_t h0 = H * me / nt, h1 = H * (me + 1) / nt, G = h1 - h0;
-        if (G > 0) {
-            const int64_t BLK = SPARSE_ATTN_BLOCK;
-            int64_t GP = (G + HB - 1) / HB * HB;   /* heads padded to the HB block */
-            int64_t nd = GP * D /* qt */ + GP /* s */ + G * D /* pv or acc */ + 2 * G /* M, den */
-                         + (num == DSV4_OFFICIAL ? 0 : G * (n_idx > 0 ? n_idx : 1));
-            int64_t nf = num == DSV4_OFFICIAL ? 2 * G * BLK + 3 * G + G * D : 1;
-            double *dw = malloc(sizeof(double) * (size_t)nd);
-            float *fw = malloc(sizeof(float) * (size_t)nf);
-            if (!dw || !fw) fail = 1;
-            else if (num == DSV4_OFFICIAL) {
-                double *qt = dw, *s = qt + GP * D, *pv = s + GP;
-                float *l = fw, *p = l + G * BLK, *M = p + G * BLK, *den = M + G, *a = den + G,
-                      *acc = a + G;
-                group_official(q, h0, G, D, kv, idx, n_idx, sink, (float)scale, qt, s, l, p, M,
-                               den, a, acc, pv, out);
-            } else {
-                double *qt = dw, *s = qt + GP * D, *acc = s + GP, *M = acc + G * D, *den = M + G,
-                       *l = den + G;
-                group_exact(q, h0, G, D, kv, idx, n_idx, sink, scale, qt, s, l, M, den, acc, out);
-            }
-            free(dw);
-            free(fw);
+        /* 0: q transposed to head blocks */
+#pragma omp for schedule(static)
+        for (int64_t hb = 0; hb < nhb; hb++) {
+            double *qb = W.qt + hb * D * HB;
+            for (int64_t d = 0; d < D; d++)
+                for (int h = 0; h < HB; h++)
+                    qb[d * HB + h] = hb * HB + h < H ? (double)q[(hb * HB + h) * D + d] : 0.0;
+        }
+        /* 1: logits, pairs of listed rows */
+#pragma omp for schedule(dynamic, 2)
+        for (int64_t u = 0; u < n_pair; u++) {
+            int64_t i0 = u * RR;
+            logits_rows(&W, H, D, kv, idx, n, i0, n - i0 < RR ? n - i0 : RR, scale, num);
+        }
+        /* 2: softmax per head */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t h = 0; h < H; h++) softmax_head(&W, h, idx, n, sink[h], num);
+        /* 3: P.V and the output, 64 channels x 4 heads per unit */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t u = 0; u < ncb * nhg; u++) {
+            int64_t cb = u / nhg, hg = u % nhg;
+            int64_t h0 = hg * HG, h1 = h0 + HG < H ? h0 + HG : H;
+            int64_t c0 = cb * CB, c1 = c0 + CB < D ? c0 + CB : D;
+            pv_unit(&W, h0, h1, c0, c1, D, kv, idx, n, out, num);
         }
     }
-    return fail ? dsv4_set_error("sparse_attention scratch: out of memory") : 0;
+    free(dw);
+    free(W.a);
+    return 0;
 }

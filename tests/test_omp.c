@@ -232,10 +232,12 @@ static void test_hadamard(void **state)
 
 /* ---- sparse attention ---- */
 
-/* [SPA-1..SPA-4] 20 heads (a full 16-head block and a partial one; uneven groups of 10 and
- * 6/7 at 2 and 3 threads), D = 72 (a partial 16-channel chunk), 200 listed rows (three
- * full 64-blocks and a partial one) whose first 64 are masked (pitfall 13: a leading
- * all-masked block), more -1 entries and repeated rows later; plus an all-masked list. */
+/* [SPA-1..SPA-4] 20 heads (two full 8-head logit tiles and a partial one; 4-head P.V units),
+ * D = 72 (a full 64-channel P.V unit and a partial one, a partial 16-channel chunk), 200 and
+ * 199 listed rows (three full 64-blocks and a partial one; 199: a last logit row pair with
+ * one row) whose first 64 are masked (pitfall 13: a leading all-masked block), more -1
+ * entries (row pairs with one masked row) and repeated rows later; plus an all-masked list;
+ * at 1, 2, 3 and 16 threads (more threads than row pairs of a block, heads or units). */
 static void test_sparse_attention(void **state)
 {
     (void)state;
@@ -254,23 +256,25 @@ static void test_sparse_attention(void **state)
         none[i] = -1;
     }
     double scale = 1.0 / sqrt((double)D);
+    static const int thr[4] = { 1, 2, 3, 16 };
     for (int mi = 0; mi < 2; mi++)
-        for (int ti = 0; ti < 3; ti++) {
-            dsv4_omp_set_threads(k_threads[ti]);
-            dsv4_count_enable(1);
-            dsv4_count_reset();
-            assert_int_equal(sparse_attention(q, H, D, kv, NKV, idx, NI, sink, scale, oa, k_modes[mi]), 0);
-            int64_t cref = dsv4_count_total();
-            dsv4_count_reset();
-            assert_int_equal(sparse_attention_omp(q, H, D, kv, NKV, idx, NI, sink, scale, ob, k_modes[mi]), 0);
-            assert_int_equal(dsv4_count_total(), cref);   /* [COST-6] counted as ref, once */
-            dsv4_count_enable(0);
-            expect_same_bits("sparse_attention", ob, oa, H * D, k_threads[ti], k_modes[mi],
-                             "a softmax block or the P.V sum reordered, or a head group's "
-                             "scratch shared between threads");
-            assert_int_equal(sparse_attention_omp(q, H, D, kv, NKV, none, NI, sink, scale, ob, k_modes[mi]), 0);
-            for (int i = 0; i < H * D; i++) assert_true(ob[i] == 0.0f && !signbit(ob[i]));
-        }
+        for (int ni = NI - 1; ni <= NI; ni++)
+            for (int ti = 0; ti < 4; ti++) {
+                dsv4_omp_set_threads(thr[ti]);
+                dsv4_count_enable(1);
+                dsv4_count_reset();
+                assert_int_equal(sparse_attention(q, H, D, kv, NKV, idx, ni, sink, scale, oa, k_modes[mi]), 0);
+                int64_t cref = dsv4_count_total();
+                dsv4_count_reset();
+                assert_int_equal(sparse_attention_omp(q, H, D, kv, NKV, idx, ni, sink, scale, ob, k_modes[mi]), 0);
+                assert_int_equal(dsv4_count_total(), cref);   /* [COST-6] counted as ref, once */
+                dsv4_count_enable(0);
+                expect_same_bits("sparse_attention", ob, oa, H * D, thr[ti], k_modes[mi],
+                                 "a softmax block or the P.V sum reordered, a masked row added "
+                                 "as 0 * v, or scratch shared between threads");
+                assert_int_equal(sparse_attention_omp(q, H, D, kv, NKV, none, ni, sink, scale, ob, k_modes[mi]), 0);
+                for (int i = 0; i < H * D; i++) assert_true(ob[i] == 0.0f && !signbit(ob[i]));
+            }
     dsv4_omp_set_threads(0);
     idx[10] = NKV;
     assert_int_equal(sparse_attention_omp(q, H, D, kv, NKV, idx, NI, sink, scale, ob, DSV4_OFFICIAL), -1);

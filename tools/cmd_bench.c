@@ -234,6 +234,85 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* ---- per-kernel breakdown (--breakdown) ---- */
+
+/* A kernel table that times every call of an inner table and adds the time to a slot named
+ * after the call: a GEMM by its weight's name (the 8 routed experts' w1 share one slot), the
+ * other kernels by their own name; the attention kernels and top-k also by the context. */
+#define MAX_SLOT 48
+typedef struct { char name[48]; double t; } bslot;
+typedef struct { bslot s[MAX_SLOT]; int n; } bslots;
+
+static const dsv4_kernels *g_inner;   /* the table timed */
+static bslots *g_slots;               /* where the times go (NULL: not timing) */
+static int64_t g_ctx;                 /* the context of the attention calls, for the slot name */
+
+/* Adds t seconds to the slot `name` (+ " 64K" when ctx > 0), creating it. */
+static void slot_add(const char *name, int64_t ctx, double t)
+{
+    char full[48];
+    if (!g_slots) return;
+    if (ctx > 0) snprintf(full, sizeof full, "%s %lldK", name, (long long)(ctx / 1024));
+    else snprintf(full, sizeof full, "%s", name);
+    for (int i = 0; i < g_slots->n; i++)
+        if (strcmp(g_slots->s[i].name, full) == 0) { g_slots->s[i].t += t; return; }
+    if (g_slots->n == MAX_SLOT) return;
+    snprintf(g_slots->s[g_slots->n].name, sizeof g_slots->s[0].name, "%s", full);
+    g_slots->s[g_slots->n++].t = t;
+}
+
+static int t_linear(const dsv4_weight *w, const float *x, float *y, int64_t n, int out_f32,
+                    dsv4_numerics num)
+{
+    double t0 = now_s();
+    int rc = g_inner->linear(w, x, y, n, out_f32, num);
+    slot_add(w->name ? w->name : "linear", 0, now_s() - t0);
+    return rc;
+}
+
+static void t_rmsnorm(const float *x, const float *w, float *y, int64_t n_rows, int dim,
+                      float eps, dsv4_numerics num)
+{
+    double t0 = now_s();
+    g_inner->rmsnorm(x, w, y, n_rows, dim, eps, num);
+    slot_add("rmsnorm", 0, now_s() - t0);
+}
+
+static void t_rmsnorm_head(float *x, int64_t n_rows, int dim, float eps, dsv4_numerics num)
+{
+    double t0 = now_s();
+    g_inner->rmsnorm_head(x, n_rows, dim, eps, num);
+    slot_add("rmsnorm_head", 0, now_s() - t0);
+}
+
+static void t_hadamard(float *x, int64_t n_rows, int n, dsv4_numerics num)
+{
+    double t0 = now_s();
+    g_inner->hadamard(x, n_rows, n, num);
+    slot_add("hadamard", 0, now_s() - t0);
+}
+
+static int t_sparse_attention(const float *q, int64_t H, int64_t D, const float *kv, int64_t n_kv,
+                              const int64_t *idx, int64_t n_idx, const float *sink, double scale,
+                              float *out, dsv4_numerics num)
+{
+    double t0 = now_s();
+    int rc = g_inner->sparse_attention(q, H, D, kv, n_kv, idx, n_idx, sink, scale, out, num);
+    slot_add("sparse_attention", g_ctx, now_s() - t0);
+    return rc;
+}
+
+static void t_indexer_scores(const v4_indexer *I, const float *q, const float *w,
+                             const float *keys, int64_t n, float *score)
+{
+    double t0 = now_s();
+    g_inner->indexer_scores(I, q, w, keys, n, score);
+    slot_add("indexer_scores", g_ctx, now_s() - t0);
+}
+
+static const dsv4_kernels k_timed = { "timed", t_linear, t_rmsnorm, t_rmsnorm_head, t_hadamard,
+                                      t_sparse_attention, t_indexer_scores };
+
 /* [MOE-3] one SwiGLU expert on n rows through the table: h = bf16(silu(min(g, 10)) *
  * clamp(u, +-10)); y = w2 h. */
 static int expert(const dsv4_kernels *K, const bexpert *e, const bench_dims *d, const float *xa,
@@ -317,8 +396,10 @@ static int step_attn(const dsv4_kernels *K, const blayer *L, const bench_dims *d
             int64_t k = d->topk < n_ent ? d->topk : n_ent;
             double t0 = now_s();
             K->indexer_scores(&I, b->qi + s * d->HI * d->DI, b->wts + s * d->HI, L->keys, n_ent, b->score);
+            double t1 = now_s();
             topk_desc(b->score, n_ent, k, b->pick);
             t->index += now_s() - t0;
+            slot_add("top-k (serial, not a kernel)", g_ctx, now_s() - t1);
             for (int64_t j = 0; j < k; j++) b->list[d->win + j] = d->win + b->pick[j];
             width = d->win + k;
         } else {
@@ -361,6 +442,91 @@ static double copy_bw(size_t bytes, int threads)
     return 2.0 * (double)bytes / best / 1e9;
 }
 
+/* [BK-5] Double-precision arithmetic peak at `threads` threads: the best rate of madd_omp
+ * (omp/flops.c: separate mul and add, L1-resident) over 8, 16 and 32 independent sums per
+ * thread, best of 3 each, in G multiply-adds per second (GFLOP/s = 2x). */
+static double madd_peak(int threads, int64_t madds_per_thread)
+{
+    static const int lanes[3] = { 8, 16, 32 };
+    double best = 0.0, sink = 0.0;
+    dsv4_omp_set_threads(threads);
+    for (int l = 0; l < 3; l++)
+        for (int r = 0; r < 3; r++) {
+            double t0 = now_s(), s;
+            int64_t n = madd_omp(lanes[l], madds_per_thread, &s);
+            double t = now_s() - t0;
+            sink += s;
+            if (t > 0.0 && (double)n / t / 1e9 > best) best = (double)n / t / 1e9;
+        }
+    return sink == -1.0 ? 0.0 : best;   /* (sink: keeps the sums live) */
+}
+
+/* One phase (decode or prefill: n rows, S queries) of one layer with the timed table: per
+ * kernel ms per token at each omp thread count (the best of `reps` sequences per slot), and
+ * the speed-up over the first omp thread count; "rest" = the sequence's time outside the
+ * kernels (SwiGLU, copies; the per-context lines: list building). */
+static int breakdown(const blayer *L, const bench_dims *d, int64_t n, bbuf *b, const int64_t *ctxs,
+                     int n_ctx, const int64_t *thr, int n_thr, dsv4_numerics num)
+{
+    static bslots best[MAX_CFG], cur;
+    const int reps = 3;
+    for (int i = 0; i < n_thr; i++) {
+        dsv4_omp_set_threads((int)thr[i]);
+        g_inner = dsv4_kernels_omp();
+        best[i].n = 0;
+        for (int r = 0; r < reps; r++) {
+            cur.n = 0;
+            g_slots = &cur;
+            g_ctx = 0;
+            double t0 = now_s();
+            int rc = step_proj(&k_timed, L, d, n, b, num);
+            double tp = now_s() - t0, tk = 0.0;
+            for (int k = 0; k < cur.n; k++) tk += cur.s[k].t;
+            slot_add("rest of the projections + MoE", 0, tp - tk);
+            for (int c = 0; c < n_ctx && !rc; c++) {
+                attn_times at = { 0.0, 0.0 };
+                g_ctx = ctxs[c];
+                rc = step_attn(&k_timed, L, d, n, ctxs[c], b, num, &at);
+            }
+            g_slots = NULL;
+            g_ctx = 0;
+            if (rc) return -1;
+            for (int k = 0; k < cur.n; k++) {   /* per slot: the best of the reps */
+                int j = 0;
+                while (j < best[i].n && strcmp(best[i].s[j].name, cur.s[k].name) != 0) j++;
+                if (j == best[i].n) { if (j == MAX_SLOT) continue; best[i].s[best[i].n++] = cur.s[k]; }
+                else if (cur.s[k].t < best[i].s[j].t) best[i].s[j].t = cur.s[k].t;
+            }
+        }
+    }
+    printf("  breakdown, %s: ms per token per kernel (best of %d), speed-up vs omp x%d:\n",
+           n == 1 ? "decode" : "prefill", reps, (int)thr[0]);
+    printf("    %-36s", "kernel");
+    for (int i = 0; i < n_thr; i++) printf("   omp x%-3d", (int)thr[i]);
+    printf("   speed-up\n");
+    double tot[MAX_CFG] = { 0.0 };
+    for (int k = 0; k < best[0].n; k++) {
+        printf("    %-36s", best[0].s[k].name);
+        double t1 = best[0].s[k].t, tl = t1;
+        for (int i = 0; i < n_thr; i++) {
+            double t = 0.0;
+            for (int j = 0; j < best[i].n; j++)
+                if (strcmp(best[i].s[j].name, best[0].s[k].name) == 0) t = best[i].s[j].t;
+            tot[i] += t;
+            tl = t;
+            printf("  %9.3f", 1e3 * t / (double)n);
+        }
+        if (n_thr > 1 && tl > 0.0)
+            printf("   x%d: %.2f (%.0f%%)", (int)thr[n_thr - 1], t1 / tl,
+                   100.0 * t1 / tl / ((double)thr[n_thr - 1] / (double)thr[0]));
+        printf("\n");
+    }
+    printf("    %-36s", "sum (all contexts)");
+    for (int i = 0; i < n_thr; i++) printf("  %9.3f", 1e3 * tot[i] / (double)n);
+    printf("\n");
+    return 0;
+}
+
 /* "4K,64K,256K" or "1,2,4" -> out; the count, or -1. */
 static int parse_list(const char *s, int64_t *out, int max)
 {
@@ -384,15 +550,19 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: dsv4ref bench [--quick] [--threads 1,2,4] [--contexts 4K,64K,256K]\n"
             "                     [--prefill-tokens S] [--numerics official|exact] [--no-ref]\n"
+            "                     [--breakdown]\n"
             "  ref vs omp kernels on one CSA and one HCA layer of V4-Flash size (random weights),\n"
             "  per prefill token (an S-token chunk at the end of the context) and per decode token,\n"
             "  with the cache pre-filled synthetically; speed-up per thread count; decode attention\n"
-            "  bandwidth against a parallel memcpy measured in the same run.\n"
+            "  bandwidth against a parallel memcpy, and its arithmetic rate against the measured\n"
+            "  double-precision multiply-add peak, both measured in the same run.\n"
             "  --quick           dims / 8, context 4K, S = 4: a few seconds\n"
             "  --threads         omp thread counts (default 1, 2, 4, ... up to the OpenMP maximum)\n"
             "  --contexts        default 4K,64K,256K\n"
             "  --prefill-tokens  S (default 16)\n"
-            "  --no-ref          omp only (the reference is the slowest part)\n");
+            "  --no-ref          omp only (the reference is the slowest part)\n"
+            "  --breakdown       also ms per token per kernel (each GEMM by weight name, the\n"
+            "                    attention kernels and top-k per context) at each omp thread count\n");
 }
 
 /* [BK-5] `dsv4ref bench`: the report (see the file comment). */
@@ -400,13 +570,14 @@ int cmd_bench(int argc, char **argv)
 {
     const bench_dims *d = &k_flash;
     int64_t ctxs[MAX_CTX] = { 4096, 65536, 262144 }, thr[MAX_CFG];
-    int n_ctx = 3, n_thr = 0, with_ref = 1;
+    int n_ctx = 3, n_thr = 0, with_ref = 1, with_breakdown = 0;
     int64_t S = 16;
     dsv4_numerics num = DSV4_OFFICIAL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return EXIT_OK; }
         else if (strcmp(argv[i], "--quick") == 0) { d = &k_quick; ctxs[0] = 4096; n_ctx = 1; S = 4; }
         else if (strcmp(argv[i], "--no-ref") == 0) with_ref = 0;
+        else if (strcmp(argv[i], "--breakdown") == 0) with_breakdown = 1;
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             if ((n_thr = parse_list(argv[++i], thr, MAX_CFG - 1)) <= 0) goto bad;
         } else if (strcmp(argv[i], "--contexts") == 0 && i + 1 < argc) {
@@ -442,14 +613,19 @@ int cmd_bench(int argc, char **argv)
     if (!wait)
         printf("note: OMP_WAIT_POLICY is unset: every short parallel region may pay a thread wake-up;\n"
                "      `make bench` (tools/bench.sh) sets OMP_WAIT_POLICY=active\n");
-    /* copy bandwidth per thread count */
+    /* copy bandwidth and double multiply-add peak per thread count */
     size_t cbytes = d == &k_quick ? (size_t)64 << 20 : (size_t)512 << 20;
-    double cbw[MAX_CFG];
-    printf("\ncopy bandwidth (parallel memcpy of %zu MiB, bytes read + written):\n", cbytes >> 20);
+    int64_t pmadds = d == &k_quick ? (int64_t)20000000 : (int64_t)100000000;
+    double cbw[MAX_CFG], peak[MAX_CFG];   /* GB/s; G multiply-adds / s */
+    printf("\ncopy bandwidth (parallel memcpy of %zu MiB, bytes read + written) and double-precision\n"
+           "arithmetic peak (omp/flops.c: separate mul + add over L1-resident tiles, the bit-exact\n"
+           "kernels' instruction mix; GFLOP/s = 2 per multiply-add):\n", cbytes >> 20);
     for (int i = 0; i < n_cfg; i++) {
         cbw[i] = copy_bw(cbytes, cfg[i].threads);
+        peak[i] = madd_peak(cfg[i].threads, pmadds);
         if (cfg[i].K == dsv4_kernels_omp())
-            printf("  %2d thread%s %7.2f GB/s\n", cfg[i].threads, cfg[i].threads > 1 ? "s" : " ", cbw[i]);
+            printf("  %2d thread%s %7.2f GB/s  %7.2f GFLOP/s\n", cfg[i].threads,
+                   cfg[i].threads > 1 ? "s" : " ", cbw[i], 2.0 * peak[i]);
     }
     arena a;
     memset(&a, 0, sizeof a);
@@ -531,11 +707,15 @@ int cmd_bench(int argc, char **argv)
                     printf("  %5.2f (%2.0f%%)", (double)wbytes / tproj[i] / 1e9,
                            100.0 * (double)wbytes / tproj[i] / 1e9 / cbw[i]);
                 printf("   %.0f MB per token\n", (double)wbytes / 1e6);
+                double ab[MAX_CTX], am[MAX_CTX];   /* attention bytes, multiply-adds per token */
                 for (int c = 0; c < n_ctx; c++) {
                     int64_t n_ent = ctxs[c] / ratio;
                     int64_t rows = d->win + (ratio == 4 ? (d->topk < n_ent ? d->topk : n_ent) : n_ent);
                     double bytes = (double)rows * (double)d->D * 4.0 +
                                    (ratio == 4 ? (double)n_ent * (double)d->DI * 4.0 : 0.0);
+                    ab[c] = bytes;
+                    am[c] = (double)rows * (double)(d->H * d->D) * 2.0 +
+                            (ratio == 4 ? (double)n_ent * (double)(d->HI * d->DI) : 0.0);
                     char lab[64];
                     snprintf(lab, sizeof lab, "attention %lldK%s", (long long)(ctxs[c] / 1024),
                              ratio == 4 ? " (indexer + sparse)" : " (sparse)");
@@ -546,6 +726,42 @@ int cmd_bench(int argc, char **argv)
                     }
                     printf("   %.1f MB per token\n", bytes / 1e6);
                 }
+                /* arithmetic: multiply-adds per token / time, against the measured peak */
+                double wmadds = (double)(d->n_act + 1) * 3.0 * (double)(d->inter * d->dim);
+                for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++)
+                    wmadds += (double)(ws[k]->rows * ws[k]->cols);
+                printf("  decode arithmetic, GFLOP/s (2 per multiply-add; %% of the measured double peak):\n");
+                printf("    %-30s", "projections + MoE (GEMMs)");
+                for (int i = 0; i < n_cfg; i++)
+                    printf("  %5.2f (%2.0f%%)", 2.0 * wmadds / tproj[i] / 1e9,
+                           100.0 * wmadds / tproj[i] / 1e9 / peak[i]);
+                printf("   %.0f M multiply-adds per token\n", wmadds / 1e6);
+                for (int c = 0; c < n_ctx; c++) {
+                    char lab[64];
+                    snprintf(lab, sizeof lab, "attention %lldK", (long long)(ctxs[c] / 1024));
+                    printf("    %-30s", lab);
+                    for (int i = 0; i < n_cfg; i++) {
+                        double t = tatt[i][c] + tidx[i][c];
+                        printf("  %5.2f (%2.0f%%)", 2.0 * am[c] / t / 1e9, 100.0 * am[c] / t / 1e9 / peak[i]);
+                    }
+                    printf("   %.1f M multiply-adds per token\n", am[c] / 1e6);
+                }
+                printf("  decode attention roofline: the bandwidth at 100%% of the double peak, GB/s\n"
+                       "  (%% of the copy bandwidth): the ceiling of a bit-exact kernel\n");
+                for (int c = 0; c < n_ctx; c++) {
+                    char lab[64];
+                    snprintf(lab, sizeof lab, "attention %lldK", (long long)(ctxs[c] / 1024));
+                    printf("    %-30s", lab);
+                    for (int i = 0; i < n_cfg; i++) {
+                        double bw = peak[i] * ab[c] / am[c];
+                        printf("  %5.2f (%2.0f%%)", bw, 100.0 * bw / cbw[i]);
+                    }
+                    printf("   %.1f multiply-adds per byte\n", am[c] / ab[c]);
+                }
+            }
+            if (with_breakdown && breakdown(&L, d, n, b, ctxs, n_ctx, thr, n_thr, num)) {
+                fprintf(stderr, "dsv4ref bench: %s\n", dsv4_last_error());
+                goto done;
             }
         }
         arena_free(&a);
