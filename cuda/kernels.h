@@ -41,10 +41,14 @@ int launch_linear(const dsv4_weight *w, const float *dx, float *dy, int64_t n, i
                   dsv4_numerics num);
 /* which kernel official bf16 / FP8 / FP4 GEMMs (K % 128 == 0) run: DSV4_GEMM_SIMT
  * (linear_kernel), DSV4_GEMM_TC (wmma linear_tc_kernel), DSV4_GEMM_MMA (mma.sync
- * linear_mma_kernel, the default); -1 = DSV4_CUDA_GEMM=simt|tc|mma or the default */
+ * linear_mma_kernel, the default); the fp32-form GEMMs run the tiled linear_tiled_kernel at
+ * n >= 16 unless SIMT (linear_kernel everywhere); DSV4_GEMM_TILED: the tiled kernel for the
+ * fp32 forms at every n; -1 = DSV4_CUDA_GEMM=simt|tc|mma|tiled or the default
+ * (cuda/linear.cu: gemm_variant) */
 #define DSV4_GEMM_SIMT 0
 #define DSV4_GEMM_TC 1
 #define DSV4_GEMM_MMA 2
+#define DSV4_GEMM_TILED 3
 void linear_use_tensor_cores(int variant);
 
 /* ---- norm.cu  [NORM-1] [NORM-2] ---- */

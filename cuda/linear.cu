@@ -9,7 +9,16 @@
  *                      feature r and 8 tokens; lane l reads weight elements k0+4l..k0+4l+3 of
  *                      each 128-wide K step (coalesced), dequantizes them in registers
  *                      (bf16 / e4m3 x 128x128 block scale / e2m1 x 32-group scale) and
- *                      accumulates in fp32. Exact mode, fp32 outputs, K % 128 != 0.
+ *                      accumulates in fp32. The fp32 forms at n < 16 (and every GEMM under
+ *                      DSV4_CUDA_GEMM=simt).
+ *   linear_tiled_kernel<KIND,BN>  (the fp32 forms at n >= 16: exact mode for every dtype,
+ *                      official out_f32, f32 weights, bf16 with K % 128 != 0)
+ *                      grid (ceil(n/BM), ceil(R/BN), nsplit), block 256: 64 x 64 (or 32 x 128
+ *                      for n <= 32) output tile per block, 4 x 4 per thread, 32-wide K steps
+ *                      staged in shared memory (weights dequantized once per element to their
+ *                      exact fp32 value, activations fp32, both k-major), fmaf in ascending k;
+ *                      K split over blocks when the tile grid is small, the slices added in
+ *                      fixed order by linear_split_sum_kernel. Details above the kernel.
  *   linear_tc_kernel<M>  wmma, weights staged in shared memory (DSV4_CUDA_GEMM=tc; slow at
  *                      decode shapes, kept as a variant).
  *   linear_mma_kernel<M,MT,NT>  (the default for official bf16 / FP8 / FP4 with K % 128 == 0)
@@ -20,16 +29,18 @@
  *                      registers, K split over the warps of a block and summed in fixed
  *                      order. Details above the kernel.
  * Numerics per mode (same rounding points as ref/linear.c):
- *   DEQ_F32 / DEQ_BF16: y = f32(sum x*W) (fmaf, warp-tree order; ref sums in double), then
- *                       bf16 for DEQ_BF16.
+ *   DEQ_F32 / DEQ_BF16: y = f32(sum x*W) (fmaf; linear_kernel: warp-tree order; tiled:
+ *                       ascending k per K slice, slices added in order; ref sums in double),
+ *                       then bf16 for DEQ_BF16.
  *   FP8: per 128-block b = f32(sum xq*wq) (products exact in fp32; ref's block sum is exact,
  *        ours is rounded per add: last-bit differences), acc = acc + b * f32(sx*sw) in
  *        ascending block order, y = bf16(acc).
  *   FP4: per 32-chunk b = f32(sum xq*e2m1), acc = acc + f32(b*sx) * sw in ascending chunk
  *        order, y = bf16(acc).
  * Exact mode: the fp32 form (DEQ_F32) for every dtype; tolerance 1e-5 (spec/tolerances.md).
- * Kernel choice: gemm_variant() (env DSV4_CUDA_GEMM=simt|tc|mma, linear_use_tensor_cores());
- * all three are checked on every run of the kernel lab (spec/cuda.md). */
+ * Kernel choice: gemm_variant() (env DSV4_CUDA_GEMM=simt|tc|mma|tiled, TILED_MIN_N,
+ * linear_use_tensor_cores()); all four are checked on every run of the kernel lab
+ * (spec/cuda.md). */
 #include <cstdlib>
 #include <cstring>
 #include <mma.h>
@@ -177,6 +188,202 @@ linear_kernel(dweight W, const float *x, const float *xq, const float *sx, float
         float v = acc[t];
         if (MODE == MODE_DEQ_F32 || MODE == MODE_DEQ_BF16) v = warp_sum(v);
         if (lane == 0) y[(m0 + t) * R + r] = (MODE == MODE_DEQ_F32) ? v : d_round_bf16(v);
+    }
+}
+
+/* ---- the tiled fp32 GEMM (the fp32 form [LIN-2] at n >= TILED_MIN_N) ----
+ *
+ * linear_tiled_kernel<KIND, BN>: block 256 = 8 warps; the block owns BM = 4096 / BN tokens x
+ * BN features (BN = 64: 64 x 64; BN = 128: 32 x 128) and K slice blockIdx.z of nsplit;
+ * grid (ceil(n / BM), ceil(R / BN), nsplit) — the token tiles of one feature tile are
+ * neighbours in launch order (the second read of those weight rows hits L2). KIND is the
+ * weight storage (W_F32 .. W_FP4, compile time: the loads are straight-line code, all in
+ * flight together); bf16_out = 1 rounds the fp32 result to bf16 (MODE_DEQ_BF16).
+ * Arguments: W: [R, K] (device view), x: [n, K] fp32, out: y [n, R] (nsplit = 1) or the
+ * partials part [nsplit, n, R] fp32; accumulation fp32 (fmaf).
+ *
+ * Per 32-wide K step the block stages the weight tile W[r0 .. r0+BN) [k0 .. k0+32), each
+ * element dequantized ONCE to its exact fp32 value (as w_deq / ref's weight_at: f32; bf16;
+ * e4m3 x its 128x128 block scale; e2m1 x its per-32 scale — one fp32 product, exact for e8m0
+ * scales), and the activation tile x[m0 .. m0+BM) [k0 .. k0+32) (fp32) in shared memory,
+ * transposed to k-major rows (Ws[k][feature], Xs[k][token]) padded to BN + 4 / BM + 4 floats:
+ *   staging: thread (warp w, lane l) loads rows 4g .. 4g+3 (g = w + 8 p) at k = k0 + l (each
+ *     warp-wide load reads 32 consecutive k of one row: coalesced) and stores them as ONE
+ *     float4 at [l][4g]: row stride = 4 (mod 32) banks, so the 8 lanes of each quarter-warp
+ *     phase hit 8 distinct 4-bank groups (no conflict);
+ *   compute: warp w owns tokens 16 (w / WN) .. +16 and features 32 (w % WN) .. +32 (WN = BN
+ *     / 32 warps along the features); lane l the 4 x 4 register tile of tokens t0 .. t0+3
+ *     (t0 = 16 (w / WN) + 4 (l >> 3)) and features f0 .. f0+3 (f0 = 32 (w % WN) + 4 (l & 7)).
+ *     Per k: one float4 of Xs (4 distinct addresses per warp: 64 bytes, broadcast) and one
+ *     float4 of Ws (8 distinct, 128 contiguous bytes) feed 16 fmaf: one shared wavefront
+ *     each, no conflict.
+ * Double buffering: the next step's raw codes / values are loaded to registers before the
+ * current step's fmaf loop and decoded into the other shared buffer after it; one
+ * __syncthreads per step.
+ * Order: one fp32 accumulator per output, fmaf in ascending k within the slice; tails
+ * (k >= K, rows >= R, tokens >= n) are zero-filled in the tiles (0 * 0 adds +0) and never
+ * read from global memory or written.
+ * Split K (nsplit > 1, when the tile grid alone is too small for the GPU): slice s covers the
+ * K steps [S s / nsplit, S (s+1) / nsplit) (S = ceil(K / 32); an empty slice writes zeros)
+ * and writes its fp32 partials to part[s][n][R]; linear_split_sum_kernel adds the slices in
+ * ascending s (deterministic) and rounds to bf16 if bf16_out. With nsplit = 1 the kernel
+ * writes y itself. */
+
+#define TL_K 32
+
+/* e2m1 code (4 bits) -> float without a table: e = bits 1..2, m = bit 0; e = 0: m / 2, else
+ * (1 + m / 2) 2^(e-1); bit 3 the sign (same values as d_e2m1_to_float) */
+__device__ __forceinline__ float tl_e2m1(uint32_t c)
+{
+    const uint32_t e = (c >> 1) & 3u, m = c & 1u;
+    const float v = e ? __uint_as_float(((e + 126u) << 23) | (m << 22)) : (m ? 0.5f : 0.0f);
+    return (c & 8u) ? -v : v;
+}
+
+template <int KIND, int BN>
+__global__ void __launch_bounds__(256)
+linear_tiled_kernel(dweight W, const float *__restrict__ x, float *__restrict__ out, int64_t n,
+                    int nsplit, int bf16_out)
+{
+    constexpr int BM = 4096 / BN, WN = BN / 32, WP = BN / 32, XP = BM / 32;
+    constexpr int LDW = BN + 4, LDX = BM + 4;
+    constexpr bool FP8 = KIND == W_FP8_E8M0 || KIND == W_FP8_F32S;
+    static_assert(BN == 64 || BN == 128, "tile shapes: 64 x 64 or 32 x 128");
+    __shared__ __align__(16) float Ws[2][TL_K * LDW];
+    __shared__ __align__(16) float Xs[2][TL_K * LDX];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int64_t K = W.cols, R = W.rows;
+    const int64_t m0 = (int64_t)blockIdx.x * BM, r0 = (int64_t)blockIdx.y * BN;
+    const int s = (int)blockIdx.z;
+    const int64_t nsteps = (K + TL_K - 1) / TL_K;
+    const int64_t st0 = nsteps * s / nsplit, st1 = nsteps * (s + 1) / nsplit;
+    const int f0 = (warp % WN) * 32 + (lane & 7) * 4;
+    const int t0 = (warp / WN) * 16 + (lane >> 3) * 4;
+    const int64_t ncb = (K + LIN_BLOCK - 1) / LIN_BLOCK;   /* FP8 scale blocks per row block */
+
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+    /* the next step in flight: raw weight bits (f32 bits / bf16 / e4m3 / the byte holding the
+     * e2m1 nibble), raw scale bits (FP8: one per 4-row group, all in one 128-row block; FP4:
+     * one per row), activations */
+    uint32_t wr[WP][4], sr[WP][4];
+    float xr[XP][4];
+
+    /* global -> registers: step st (k = 32 st + lane); nothing is decoded here */
+    auto load = [&](int64_t st) {
+        const int64_t k0 = st * TL_K, k = k0 + lane;
+        const bool kin = k < K;
+#pragma unroll
+        for (int p = 0; p < WP; p++) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int64_t r = r0 + (p * 8 + warp) * 4 + i;
+                const bool ok = kin && r < R;
+                uint32_t v = 0;
+                if (KIND == W_F32) v = ok ? __float_as_uint(__ldg((const float *)W.data + r * K + k)) : 0u;
+                else if (KIND == W_BF16) v = ok ? (uint32_t)__ldg((const unsigned short *)W.data + r * K + k) : 0u;
+                else if (FP8) v = ok ? (uint32_t)__ldg((const unsigned char *)W.data + r * K + k) : 0u;
+                else v = ok ? (uint32_t)__ldg((const unsigned char *)W.data + ((r * K + k) >> 1)) : 0u;
+                wr[p][i] = v;
+                uint32_t sv = 0;
+                if (FP8 && i == 0) {
+                    const int64_t si = (r / LIN_BLOCK) * ncb + k0 / LIN_BLOCK;
+                    if (r < R) sv = KIND == W_FP8_F32S ? __float_as_uint(__ldg((const float *)W.scale + si))
+                                                       : (uint32_t)__ldg((const unsigned char *)W.scale + si);
+                } else if (KIND == W_FP4) {
+                    if (r < R) sv = __ldg((const unsigned char *)W.scale + r * (K / 32) + k0 / 32);
+                }
+                sr[p][i] = sv;
+            }
+        }
+#pragma unroll
+        for (int p = 0; p < XP; p++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int64_t m = m0 + (p * 8 + warp) * 4 + i;
+                xr[p][i] = (kin && m < n) ? __ldg(x + m * K + k) : 0.0f;
+            }
+    };
+    /* registers -> shared buffer b: decode (exact fp32 values), transpose (k-major), one
+     * float4 per 4 rows / 4 tokens */
+    auto store = [&](int b, int64_t st) {
+        const int64_t k = st * TL_K + lane;
+        const bool kin = k < K;
+#pragma unroll
+        for (int p = 0; p < WP; p++) {
+            float v[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const uint32_t c = wr[p][i];
+                if (KIND == W_F32) v[i] = __uint_as_float(c);
+                else if (KIND == W_BF16) v[i] = __uint_as_float(c << 16);
+                else if (FP8) {
+                    const float sc = KIND == W_FP8_F32S ? __uint_as_float(sr[p][0]) : d_e8m0_to_float((uint8_t)sr[p][0]);
+                    v[i] = d_e4m3_to_float((uint8_t)c) * sc;
+                } else {
+                    const uint32_t code = (lane & 1) ? (c >> 4) : (c & 0xFu);   /* k odd: high nibble */
+                    v[i] = tl_e2m1(code) * d_e8m0_to_float((uint8_t)sr[p][i]);
+                }
+                /* tails: exactly 0 (a NaN / Inf scale must not leak into them) */
+                if (!(kin && r0 + (p * 8 + warp) * 4 + i < R)) v[i] = 0.0f;
+            }
+            *(float4 *)&Ws[b][lane * LDW + (p * 8 + warp) * 4] = make_float4(v[0], v[1], v[2], v[3]);
+        }
+#pragma unroll
+        for (int p = 0; p < XP; p++)
+            *(float4 *)&Xs[b][lane * LDX + (p * 8 + warp) * 4] = make_float4(xr[p][0], xr[p][1], xr[p][2], xr[p][3]);
+    };
+
+    if (st0 < st1) {
+        load(st0);
+        store(0, st0);
+    }
+    __syncthreads();
+    for (int64_t st = st0; st < st1; st++) {
+        const int b = (int)((st - st0) & 1);
+        const bool more = st + 1 < st1;
+        if (more) load(st + 1);
+        const float *xs = Xs[b] + t0, *ws = Ws[b] + f0;
+#pragma unroll 8
+        for (int kk = 0; kk < TL_K; kk++) {
+            const float4 a = *(const float4 *)(xs + kk * LDX);
+            const float4 w = *(const float4 *)(ws + kk * LDW);
+            const float av[4] = { a.x, a.y, a.z, a.w }, wv[4] = { w.x, w.y, w.z, w.w };
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = fmaf(av[i], wv[j], acc[i][j]);
+        }
+        if (more) store(b ^ 1, st + 1);
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int64_t m = m0 + t0 + i;
+        if (m >= n) continue;
+        float *o = (nsplit == 1) ? out + m * R : out + ((int64_t)s * n + m) * R;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int64_t r = r0 + f0 + j;
+            if (r >= R) continue;
+            const float v = acc[i][j];
+            o[r] = (nsplit == 1 && bf16_out) ? d_round_bf16(v) : v;
+        }
+    }
+}
+
+/* y[i] = sum over s ascending of part[s][i] (i < cnt = n R), bf16-rounded if bf16_out */
+__global__ void linear_split_sum_kernel(const float *__restrict__ part, int nsplit, int64_t cnt,
+                                        int bf16_out, float *__restrict__ y)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < cnt; i += (int64_t)gridDim.x * blockDim.x) {
+        float v = part[i];
+        for (int s = 1; s < nsplit; s++) v = v + part[(int64_t)s * cnt + i];
+        y[i] = bf16_out ? d_round_bf16(v) : v;
     }
 }
 
@@ -640,19 +847,23 @@ linear_mma_kernel(dweight W, const uint16_t *xh, const float *sx, float *y, int6
 
 /* ---- which GEMM kernel (THE one place the default is chosen) ----
  * linear_use_tensor_cores(v): v = DSV4_GEMM_SIMT (0) linear_kernel, DSV4_GEMM_TC (1) the wmma
- * linear_tc_kernel, DSV4_GEMM_MMA (2) linear_mma_kernel, -1 = from the environment:
- * DSV4_CUDA_GEMM=simt|tc|mma, else GEMM_DEFAULT. Only official bf16 / FP8 / FP4 GEMMs with
- * K % 128 == 0 have tensor-core kernels; exact mode, fp32 outputs and other shapes always run
- * linear_kernel. */
+ * linear_tc_kernel, DSV4_GEMM_MMA (2) linear_mma_kernel, DSV4_GEMM_TILED (3) the tiled fp32
+ * linear_tiled_kernel at every n; -1 = from the environment: DSV4_CUDA_GEMM=simt|tc|mma|tiled,
+ * else GEMM_DEFAULT.
+ *   official bf16 / FP8 / FP4 with K % 128 == 0: tc / mma as asked (tiled: bf16 runs tiled,
+ *     FP8 / FP4 the default);
+ *   the fp32 forms (exact mode for every dtype, out_f32, official f32 weights, bf16 with K %
+ *     128 != 0, and bf16 under simt): linear_tiled_kernel for n >= TILED_MIN_N, linear_kernel
+ *     below; `simt` means linear_kernel for every GEMM (the previous CUDA-core path), `tiled`
+ *     the tiled kernel at every n;
+ *   FP8 / FP4 on CUDA cores: linear_kernel. */
 #define GEMM_DEFAULT DSV4_GEMM_MMA
+#define TILED_MIN_N 16
 static int g_gemm_variant = -1;
 extern "C" void linear_use_tensor_cores(int variant) { g_gemm_variant = variant; }
 
-static int gemm_variant(int mode, const dsv4_weight *w)
+static int gemm_variant(int mode, const dsv4_weight *w, int64_t n)
 {
-    int tensor_ok = w->cols % LIN_BLOCK == 0 &&
-                    (mode == MODE_FP8 || mode == MODE_FP4 || (mode == MODE_DEQ_BF16 && w->dtype == DSV4_BF16));
-    if (!tensor_ok) return DSV4_GEMM_SIMT;
     int v = g_gemm_variant;
     if (v < 0) {
         const char *e = getenv("DSV4_CUDA_GEMM");
@@ -660,8 +871,17 @@ static int gemm_variant(int mode, const dsv4_weight *w)
         if (e && strcmp(e, "simt") == 0) v = DSV4_GEMM_SIMT;
         else if (e && strcmp(e, "tc") == 0) v = DSV4_GEMM_TC;
         else if (e && strcmp(e, "mma") == 0) v = DSV4_GEMM_MMA;
+        else if (e && strcmp(e, "tiled") == 0) v = DSV4_GEMM_TILED;
     }
-    return v == DSV4_GEMM_TC || v == DSV4_GEMM_MMA ? v : DSV4_GEMM_SIMT;
+    if (v != DSV4_GEMM_TC && v != DSV4_GEMM_MMA && v != DSV4_GEMM_TILED) v = DSV4_GEMM_SIMT;
+    int tensor_ok = w->cols % LIN_BLOCK == 0 &&
+                    (mode == MODE_FP8 || mode == MODE_FP4 || (mode == MODE_DEQ_BF16 && w->dtype == DSV4_BF16));
+    int f32_form = mode == MODE_DEQ_F32 || mode == MODE_DEQ_BF16;
+    if (tensor_ok && (v == DSV4_GEMM_TC || v == DSV4_GEMM_MMA)) return v;
+    if (f32_form && v == DSV4_GEMM_TILED) return DSV4_GEMM_TILED;
+    if (f32_form && v != DSV4_GEMM_SIMT && n >= TILED_MIN_N) return DSV4_GEMM_TILED;
+    if (tensor_ok && v == DSV4_GEMM_TILED) return GEMM_DEFAULT;   /* FP8 / FP4 asked for tiled */
+    return DSV4_GEMM_SIMT;
 }
 
 /* linear_mma_kernel's tiling for R x K and n tokens: NT n-tiles of 8 tokens per warp (n = 1
@@ -730,6 +950,73 @@ static int launch_linear_mma(const dweight &W, int mode, const float *dx, float 
     return 0;
 }
 
+/* the number of multiprocessors of the current device (cached; 132 if the query fails) */
+static int sm_count(void)
+{
+    static int c = 0;
+    if (c <= 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || c <= 0)
+            c = 132;
+    }
+    return c;
+}
+
+template <int BN>
+static void launch_tiled_bn(const dweight &W, dim3 g, const float *dx, float *out, int64_t n, int S, int bf)
+{
+    switch (W.kind) {
+    case W_F32: linear_tiled_kernel<W_F32, BN><<<g, 256>>>(W, dx, out, n, S, bf); break;
+    case W_BF16: linear_tiled_kernel<W_BF16, BN><<<g, 256>>>(W, dx, out, n, S, bf); break;
+    case W_FP8_E8M0: linear_tiled_kernel<W_FP8_E8M0, BN><<<g, 256>>>(W, dx, out, n, S, bf); break;
+    case W_FP8_F32S: linear_tiled_kernel<W_FP8_F32S, BN><<<g, 256>>>(W, dx, out, n, S, bf); break;
+    default: linear_tiled_kernel<W_FP4, BN><<<g, 256>>>(W, dx, out, n, S, bf); break;
+    }
+}
+
+/* [LIN-2] the fp32 form on linear_tiled_kernel: y = f32(x W_deq^T) (bf16-rounded for
+ * MODE_DEQ_BF16). dx: [n, K], dy: [n, R] device. Tile: 32 x 128 for n <= 32 (less padding at
+ * n = 16 .. 32), else 64 x 64. nsplit: the smallest power of two (<= 64) giving >= 2 blocks
+ * per multiprocessor while every slice keeps >= 4 K steps (128 k); DSV4_CUDA_TILED_SPLIT=1..64
+ * overrides (tuning and the lab's split checks; slices may then be empty). The partials of a
+ * split live in scratch slot 11: nsplit x n x R floats. */
+static int launch_linear_tiled(const dweight &W, int mode, const float *dx, float *dy, int64_t n)
+{
+    int64_t K = W.cols, R = W.rows;
+    const int BN = n <= 32 ? 128 : 64, BM = 4096 / BN;
+    int64_t mtiles = (n + BM - 1) / BM, rtiles = (R + BN - 1) / BN, nsteps = (K + TL_K - 1) / TL_K;
+    if (rtiles > 65535)
+        return dsv4_set_error("%s: %lld output features exceed the tiled GEMM's grid (%lld feature tiles)",
+                              "linear", (long long)R, (long long)rtiles);
+    if (mtiles > 2147483647LL)
+        return dsv4_set_error("%s: %lld tokens exceed the tiled GEMM's grid", "linear", (long long)n);
+    const int64_t target = 2 * (int64_t)sm_count();
+    int S = 1;
+    while (S < 64 && mtiles * rtiles * S < target && nsteps >= 8 * (int64_t)S) S *= 2;
+    const char *e = getenv("DSV4_CUDA_TILED_SPLIT");
+    if (e) {
+        int v = atoi(e);
+        if (v >= 1 && v <= 64) S = v;
+    }
+    float *out = dy;
+    if (S > 1) {
+        out = (float *)cuda_scratch(11, (size_t)S * (size_t)(n * R) * sizeof(float));
+        if (!out) return -1;
+    }
+    dim3 g((unsigned)mtiles, (unsigned)rtiles, (unsigned)S);
+    const int bf = mode == MODE_DEQ_BF16;
+    if (BN == 128) launch_tiled_bn<128>(W, g, dx, out, n, S, bf);
+    else launch_tiled_bn<64>(W, g, dx, out, n, S, bf);
+    CK_LAUNCH("linear_tiled");
+    if (S > 1) {
+        int64_t cnt = n * R, nb = (cnt + 255) / 256;
+        linear_split_sum_kernel<<<(unsigned)(nb < 4096 ? nb : 4096), 256>>>(out, S, cnt, bf, dy);
+        CK_LAUNCH("linear_split_sum");
+    }
+    return 0;
+}
+
 /* ---- host side ---- */
 
 /* [LIN-1] the device view of w (uploaded on first use). */
@@ -778,8 +1065,9 @@ extern "C" int launch_linear(const dsv4_weight *w, const float *dx, float *dy, i
                                   "act_quant (block 128) cannot quantize this input",
                                   w->name ? w->name : "weight", (long long)K);
     }
-    int variant = gemm_variant(mode, w);
+    int variant = gemm_variant(mode, w, n);
     if (variant == DSV4_GEMM_MMA) return launch_linear_mma(W, mode, dx, dy, n);
+    if (variant == DSV4_GEMM_TILED) return launch_linear_tiled(W, mode, dx, dy, n);
     if (mode == MODE_FP8 || mode == MODE_FP4) {
         xq = (float *)cuda_scratch(8, (size_t)(n * K) * sizeof(float));
         sx = (float *)cuda_scratch(9, (size_t)(n * (K / LIN_BLOCK)) * sizeof(float));

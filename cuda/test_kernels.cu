@@ -275,6 +275,82 @@ static void test_linear_mma(void)
     }
 }
 
+/* the tiled fp32 GEMM (linear_tiled_kernel, forced with DSV4_GEMM_TILED): exact mode and
+ * official out_f32 for f32 / bf16 / FP8 (e8m0 and F32 block scales) / FP4 weights, official
+ * bf16-output fp32 form (f32 and bf16 weights), n = 16 (32 x 128 tiles: a token tail), 64, 70,
+ * 130 (64 x 64 tiles: one to three token tiles, tails), R = 200 / 37 (feature tails, a
+ * partial 128-row FP8 scale block), K = 384 and 1000 (a K tail inside a 32-step; FP4: 992,
+ * K must be a multiple of 32 there), the automatic K split (2 .. 8 slices here), then the
+ * split forced to 1 (results written by the kernel itself, bf16 rounding there) and to 16
+ * over 12 steps (four empty slices). Against ref `linear`. */
+static void test_linear_tiled(void)
+{
+    const char *kn[5] = { "f32", "bf16", "fp8", "fp4", "fp8 f32-scale" };
+    struct { int64_t R, K; } shp[2] = { { 200, 384 }, { 37, 1000 } };
+    /* c = 0: exact; 1: official out_f32 = 1; 2: official bf16 output (f32 / bf16 weights) */
+    for (int kind = 0; kind <= 4; kind++)
+        for (int c = 0; c < 3; c++)
+            for (auto &sh : shp)
+                for (int64_t n : { (int64_t)16, (int64_t)64, (int64_t)70, (int64_t)130 }) {
+                    if (c == 2 && kind >= 2) continue;
+                    if (kind == 4 && (sh.R != 200 || n == 16 || n == 130)) continue;
+                    if (g_quick && (n == 64 || n == 130)) continue;
+                    dsv4_numerics num = c == 0 ? DSV4_EXACT : DSV4_OFFICIAL;
+                    int out_f32 = c == 1;
+                    int64_t R = sh.R, K = (kind == 3 && sh.K == 1000) ? 992 : sh.K;
+                    wstore s;
+                    make_weight(s, kind == 4 ? 2 : kind, R, K);
+                    std::vector<uint8_t> f32s;
+                    if (kind == 4) {
+                        f32s.resize(s.scale.size() * 4);
+                        for (size_t i = 0; i < s.scale.size(); i++) {
+                            float v = e8m0_to_float(s.scale[i]) * (1.0f + 0.5f * rnd_uniform());
+                            memcpy(&f32s[i * 4], &v, 4);
+                        }
+                        s.w.scale = f32s.data();
+                        s.w.scale_dtype = DSV4_F32;
+                    }
+                    std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
+                    if (num == DSV4_OFFICIAL) to_bf16(x);
+                    poison(got);
+                    linear(&s.w, x.data(), want.data(), n, out_f32, num);
+                    linear_use_tensor_cores(DSV4_GEMM_TILED);
+                    int rc = cuda_linear(&s.w, x.data(), got.data(), n, out_f32, num);
+                    linear_use_tensor_cores(-1);
+                    char what[96];
+                    snprintf(what, sizeof what, "linear tiled %s %s%s [%lldx%lld]x%lld", kn[kind], nm(num),
+                             c == 1 ? " out_f32" : (c == 2 ? " bf16-out" : ""), (long long)R, (long long)K, (long long)n);
+                    if (rc) check_true(what, false, dsv4_last_error());
+                    else check_rel(what, got.data(), want.data(), got.size(), lim_of(num));
+                    cuda_release();
+                }
+    /* the split forced: 1 (no partials) and 16 over 12 K steps (empty slices) */
+    for (const char *sp : { "1", "16" })
+        for (int kind = 0; kind <= 3; kind++)
+            for (int c = 0; c < 2; c++) {
+                int64_t R = 200, K = 384, n = 70;
+                dsv4_numerics num = c == 0 ? DSV4_EXACT : DSV4_OFFICIAL;
+                if (c == 1 && kind >= 2) continue;   /* official bf16-output form: f32 / bf16 */
+                wstore s;
+                make_weight(s, kind, R, K);
+                std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
+                if (num == DSV4_OFFICIAL) to_bf16(x);
+                poison(got);
+                linear(&s.w, x.data(), want.data(), n, 0, num);
+                setenv("DSV4_CUDA_TILED_SPLIT", sp, 1);
+                linear_use_tensor_cores(DSV4_GEMM_TILED);
+                int rc = cuda_linear(&s.w, x.data(), got.data(), n, 0, num);
+                linear_use_tensor_cores(-1);
+                unsetenv("DSV4_CUDA_TILED_SPLIT");
+                char what[96];
+                snprintf(what, sizeof what, "linear tiled %s %s%s split=%s [%lldx%lld]x%lld", kn[kind], nm(num),
+                         c == 1 ? " bf16-out" : "", sp, (long long)R, (long long)K, (long long)n);
+                if (rc) check_true(what, false, dsv4_last_error());
+                else check_rel(what, got.data(), want.data(), got.size(), lim_of(num));
+                cuda_release();
+            }
+}
+
 /* ---- norms, RoPE, Hadamard, block simulations ---- */
 
 static void test_norm_rope_hadamard(void)
@@ -767,6 +843,24 @@ static int bench(void)
             rope_freqs_free(&f);
             cudaFree(dx); cudaFree(du); cudaFree(dg); cudaFree(dks); cudaFree(dss); cudaFree(dnw); cudaFree(dcs); cudaFree(dout);
         }
+        /* the fp32-form GEMM (official out_f32, f32 weight [1024 x 4096], as one compressor
+         * projection): the tiled kernel next to linear_kernel (simt) */
+        {
+            wstore w;
+            make_weight(w, 0, 1024, 4096);
+            float *x, *y;
+            cudaMalloc(&x, B * 4096 * 4); cudaMalloc(&y, B * 1024 * 4);
+            fill_f32(x, B * 4096, 2.0f);
+            for (int v : { DSV4_GEMM_SIMT, DSV4_GEMM_TILED }) {
+                linear_use_tensor_cores(v);
+                float ms = time_ms([&] { launch_linear(&w.w, x, y, B, 1, DSV4_OFFICIAL); });
+                row(v == DSV4_GEMM_TILED ? "linear f32 [1024x4096] tiled" : "linear f32 [1024x4096] simt", B, ms,
+                    1024.0 * 4096 * 4 + B * (4096 + 1024) * 4.0, 2.0 * B * 1024 * 4096);
+            }
+            linear_use_tensor_cores(-1);
+            cudaFree(x); cudaFree(y);
+            cuda_release();
+        }
         /* GEMMs of the layer: FP8 wq_b [32768 x 1024], bf16 [4096 x 4096], FP4 expert [2048 x 4096] */
         {
             struct { int kind; int64_t R, K; const char *nm; } g[3] = {
@@ -880,6 +974,7 @@ int main(int argc, char **argv)
     test_formats();
     test_linear();
     test_linear_mma();
+    test_linear_tiled();
     test_norm_rope_hadamard();
     test_compressor();
     test_indexer();
