@@ -258,6 +258,7 @@ static int launch_topk_old(const float *dscore, int64_t T, int64_t n, int64_t k,
 /* ---- radix path: histogram, threshold bin, compaction, one finishing block per row ---- */
 
 #define TR_THREADS 512                 /* block of both radix kernels */
+#define TR_BLOCKS_PER_SM 4             /* resident blocks per SM (<= 32 registers, <= 57 KB shared) */
 #define TR_BITS 12                     /* the coarse digit: the top 12 bits of the key */
 #define TR_BINS (1 << TR_BITS)
 #define TR_LOW (64 - TR_BITS)          /* composite bits below the coarse digit */
@@ -296,7 +297,7 @@ __device__ __forceinline__ void tr_hist_add(uint32_t *h, uint32_t bin, bool ok, 
 /* pass 1. score: [T, n]; block (x, t) takes entries [x*chunk, min(n, (x+1)*chunk)) of row t.
  * ghist: [T, TR_BINS], ctl: [T, TC_WORDS], both zero on entry (left zero except the
  * results TC_BSTAR / TC_NABOVE / TC_NBIN, which the next kernel reads). */
-__global__ void __launch_bounds__(TR_THREADS)
+__global__ void __launch_bounds__(TR_THREADS, TR_BLOCKS_PER_SM)
 topk_radix_hist_kernel(const float *score, int64_t n, int k, int64_t chunk, uint32_t *ghist,
                        uint32_t *ctl)
 {
@@ -335,12 +336,9 @@ topk_radix_hist_kernel(const float *score, int64_t n, int k, int64_t chunk, uint
     /* the last block: thread tid holds bins TR_BINS-1 - (tid*PER + j), j < PER (descending);
      * a block scan of their counts in thread order = counts of the bins above */
     const int PER = TR_BINS / TR_THREADS;
-    uint32_t cnt[PER], sum = 0;
+    uint32_t sum = 0;
 #pragma unroll
-    for (int j = 0; j < PER; j++) {
-        cnt[j] = __ldcg(&gh[TR_BINS - 1 - (tid * PER + j)]);
-        sum += cnt[j];
-    }
+    for (int j = 0; j < PER; j++) sum += __ldcg(&gh[TR_BINS - 1 - (tid * PER + j)]);
     uint32_t incl = sum;
     for (int o = 1; o < 32; o <<= 1) {
         uint32_t y = __shfl_up_sync(FULLMASK, incl, o);
@@ -352,17 +350,18 @@ topk_radix_hist_kernel(const float *score, int64_t n, int k, int64_t chunk, uint
     uint32_t excl = incl - sum, kk = (uint32_t)k;
     if (excl < kk && kk <= incl) {    /* exactly one thread: the row holds n >= k entries */
         uint32_t above = excl;
-#pragma unroll
         for (int j = 0; j < PER; j++) {
-            if (above + cnt[j] >= kk) {
+            uint32_t cj = __ldcg(&gh[TR_BINS - 1 - (tid * PER + j)]);   /* read again: fewer registers */
+            if (above + cj >= kk) {
                 c[TC_BSTAR] = (uint32_t)(TR_BINS - 1 - (tid * PER + j));
                 c[TC_NABOVE] = above;
-                c[TC_NBIN] = cnt[j];
+                c[TC_NBIN] = cj;
                 break;
             }
-            above += cnt[j];
+            above += cj;
         }
     }
+    __syncthreads();                  /* every bin read before any is cleared */
 #pragma unroll
     for (int j = 0; j < PER; j++) gh[TR_BINS - 1 - (tid * PER + j)] = 0;   /* clean for the next call */
     if (tid == 0) c[TC_DONE1] = 0;
@@ -522,7 +521,7 @@ __device__ void tr_sort_desc(u64 *s, int P)
 
 /* pass 2 + finish. sure: [T, k], cand: [T, gcap] composites; out: [T, k]. P = max(32, the
  * power of two >= k). Dynamic shared memory: (P + TR_SCAP) composites. */
-__global__ void __launch_bounds__(TR_THREADS)
+__global__ void __launch_bounds__(TR_THREADS, TR_BLOCKS_PER_SM)
 topk_radix_compact_kernel(const float *score, int64_t n, int k, int P, int64_t chunk,
                           uint32_t *ctl, u64 *sure, u64 *cand, int64_t gcap, int32_t *out)
 {
@@ -639,8 +638,9 @@ static int launch_topk_radix(const float *dscore, int64_t T, int64_t n, int64_t 
             cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0)
             sms = 132;
     }
-    /* about 4 blocks per SM in all; at least TR_MIN_CHUNK entries per block */
-    int64_t G = (4 * (int64_t)sms + T - 1) / T, gmax = (n + TR_MIN_CHUNK - 1) / TR_MIN_CHUNK;
+    /* one wave: at most TR_BLOCKS_PER_SM blocks per SM in all (rows of G blocks); at least
+     * TR_MIN_CHUNK entries per block */
+    int64_t G = TR_BLOCKS_PER_SM * (int64_t)sms / T, gmax = (n + TR_MIN_CHUNK - 1) / TR_MIN_CHUNK;
     if (G > gmax) G = gmax;
     if (G < 1) G = 1;
     int64_t chunk = (n + G - 1) / G;
