@@ -85,7 +85,7 @@ int cuda_compressor_decode(v4_compressor *C, const float *x, int64_t B, int64_t 
 int launch_compressor_emit(const v4_compressor *C, const float *dkv, const float *dsc,
                            int64_t B, const float *dnorm_w, const float *dcs, float *dout);
 
-/* ---- indexer.cu  [IDX-4] [IDX-5] [TOPK-1] ---- */
+/* ---- indexer.cu  [IDX-4] [IDX-5] ---- */
 int cuda_indexer_scores(const v4_indexer *I, const float *q, const float *w, const float *keys,
                         int64_t n, float *score);
 /* scores of T queries, each against its own key set: q: [T, H, D]; w: [T, H];
@@ -97,9 +97,16 @@ int launch_indexer_scores_f32(const float *dq, const float *dw, const float *dke
 int launch_indexer_scores_bf16(const void *dq_bf16, const float *dw, const void *dkeys_bf16,
                                int64_t key_stride, int64_t T, int64_t n, int H, int D,
                                float *dscore);
+/* ---- topk.cu  [TOPK-1] ---- */
 /* top-k of each row: score: [T, n] -> idx: [T, k] (score descending, ties index ascending) */
 int launch_topk(const float *dscore, int64_t T, int64_t n, int64_t k, int32_t *didx);
 int cuda_topk(const float *score, int64_t n, int64_t k, int64_t *idx);
+/* which kernels launch_topk runs: DSV4_TOPK_RADIX (histogram + compaction + one finishing
+ * block per row, the default) or DSV4_TOPK_OLD (per-chunk select + sort, then a merge);
+ * -1 = env DSV4_CUDA_TOPK=old|radix or the default (TOPK_DEFAULT in topk.cu) */
+#define DSV4_TOPK_OLD 0
+#define DSV4_TOPK_RADIX 1
+void topk_use_variant(int variant);
 
 /* ---- sparse_attention.cu  [SPA-1..SPA-4] ---- */
 int cuda_sparse_attention(const float *q, int64_t H, int64_t D, const float *kv, int64_t n_kv,

@@ -524,6 +524,92 @@ static void test_indexer(void)
     }
 }
 
+/* ---- top-k, both paths (topk_use_variant): T rows at once, each row exactly topk_desc
+ * (index set and order). Row kinds: fp32 normal; bf16 with heavy ties; bf16 + 1% -inf;
+ * all equal (the threshold bin holds the whole row); mostly -inf (the cut falls inside the
+ * -inf ties); +-0 mixed with a few positives (-0 == +0); narrow fp32 around 100 (one coarse
+ * bin holds almost every entry). The radix finish reads its candidates from shared memory,
+ * the global list or the row depending on the threshold bin's size: the cases cover all
+ * three (all equal at n = 8193 > 4096, n = 65536 <= 65536, n = 262144 > 65536). ---- */
+
+static void topk_fill_row(float *s, int64_t n, int kind)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = rnd_normal();
+        switch (kind) {
+        case 0: s[i] = v; break;
+        case 1: s[i] = round_bf16(v * 0.05f); break;
+        case 2: s[i] = rnd_u64() % 100 == 0 ? -INFINITY : round_bf16(v * 0.05f); break;
+        case 3: s[i] = 0.25f; break;
+        case 4: s[i] = rnd_u64() % 512 == 0 ? round_bf16(v) : -INFINITY; break;
+        case 5: s[i] = rnd_u64() % 8 == 0 ? round_bf16(fabsf(v)) : (rnd_u64() & 1 ? 0.0f : -0.0f); break;
+        default: s[i] = 100.0f + 0.5f * v; break;
+        }
+    }
+}
+
+static void check_topk_rows(int variant, int64_t n, int64_t k, std::vector<int> kinds)
+{
+    int64_t T = (int64_t)kinds.size();
+    std::vector<float> s((size_t)(T * n));
+    for (int64_t t = 0; t < T; t++) topk_fill_row(&s[(size_t)(t * n)], n, kinds[(size_t)t]);
+    float *ds = NULL; int32_t *di = NULL;
+    cudaMalloc(&ds, (size_t)(T * n) * 4);
+    cudaMalloc(&di, (size_t)(T * k) * 4);
+    cudaMemcpy(ds, s.data(), (size_t)(T * n) * 4, cudaMemcpyHostToDevice);
+    cudaMemset(di, 0xFF, (size_t)(T * k) * 4);   /* poison: -1 */
+    topk_use_variant(variant);
+    int rc = launch_topk(ds, T, n, k, di);
+    topk_use_variant(-1);
+    std::vector<int32_t> got((size_t)(T * k), -7);
+    cudaError_t e = cudaMemcpy(got.data(), di, (size_t)(T * k) * 4, cudaMemcpyDeviceToHost);
+    cudaFree(ds); cudaFree(di);
+    char what[96], det[160], kl[32] = "";
+    for (size_t t = 0; t < kinds.size(); t++) snprintf(kl + strlen(kl), sizeof kl - strlen(kl), "%d", kinds[t]);
+    snprintf(what, sizeof what, "topk %s n=%lld k=%lld T=%lld rows %s", variant == DSV4_TOPK_OLD ? "old" : "radix",
+             (long long)n, (long long)k, (long long)T, kl);
+    if (rc || e != cudaSuccess) {
+        snprintf(det, sizeof det, "error: %s", rc ? dsv4_last_error() : cudaGetErrorString(e));
+        check_true(what, false, det);
+        return;
+    }
+    std::vector<int64_t> want((size_t)k);
+    int64_t bad_rows = 0, first_t = -1, first_i = -1;
+    for (int64_t t = 0; t < T; t++) {
+        topk_desc(&s[(size_t)(t * n)], n, k, want.data());
+        for (int64_t i = 0; i < k; i++)
+            if (got[(size_t)(t * k + i)] != want[(size_t)i]) {
+                if (first_t < 0) { first_t = t; first_i = i; }
+                bad_rows++;
+                break;
+            }
+    }
+    if (bad_rows == 0) snprintf(det, sizeof det, "identical to topk_desc (set and order)");
+    else snprintf(det, sizeof det, "%lld rows differ; first: row %lld pos %lld got %d want %lld", (long long)bad_rows,
+                  (long long)first_t, (long long)first_i, got[(size_t)(first_t * k + first_i)], (long long)want[(size_t)first_i]);
+    check_true(what, bad_rows == 0, det);
+}
+
+static void test_topk_paths(void)
+{
+    for (int variant : { DSV4_TOPK_RADIX, DSV4_TOPK_OLD }) {
+        check_topk_rows(variant, 100, 1, { 0 });
+        check_topk_rows(variant, 100, 100, { 1, 3, 5 });             /* k = n */
+        check_topk_rows(variant, 100, 37, { 2, 4, 6 });
+        check_topk_rows(variant, 4096, 512, { 0, 1, 2, 3 });
+        check_topk_rows(variant, 4096, 2048, { 3, 4, 5 });
+        check_topk_rows(variant, 8193, 2048, { 3, 1, 5 });           /* all equal: 8193 > 4096 candidates */
+        check_topk_rows(variant, 8193, 8, { 0, 6, 4 });
+        check_topk_rows(variant, 65536, 2048, { 3 });                /* all equal: the global list, full */
+        check_topk_rows(variant, 65536, 512, { 0, 1, 2, 4, 5, 6 });
+        check_topk_rows(variant, 262144, 512, { 1 });                /* the indexer shape, T = 1 */
+        if (g_quick) continue;
+        check_topk_rows(variant, 262144, 512, { 0, 1, 2, 3, 6 });    /* all equal / narrow: the row itself */
+        check_topk_rows(variant, 262144, 2048, { 2, 5, 4 });
+        check_topk_rows(variant, 262144, 1, { 0, 3, 1 });
+    }
+}
+
 /* ---- sparse attention ---- */
 
 static void test_sparse_attention(void)
@@ -805,8 +891,13 @@ static int bench(void)
             double flops = (double)B * 2.0 * n * HI * DI;
             float ms = time_ms([&] { launch_indexer_scores_bf16(q, w, keys, n * DI, B, n, (int)HI, (int)DI, score); });
             row("indexer scores 1M wmma", B, ms, bytes, flops);
+            topk_use_variant(DSV4_TOPK_OLD);   /* this row: the old path, as in earlier results */
             ms = time_ms([&] { launch_topk(score, B, n, 512, top); });
             row("indexer top-512 of 262144", B, ms, (double)B * (n * 4 + 512 * 4), 0);
+            topk_use_variant(DSV4_TOPK_RADIX);
+            ms = time_ms([&] { launch_topk(score, B, n, 512, top); });
+            row("indexer top-512 of 262144 radix", B, ms, (double)B * (n * 4 + 512 * 4), 0);
+            topk_use_variant(-1);              /* the default from here on */
             ms = time_ms([&] { launch_indexer_scores_bf16(q, w, keys, n * DI, B, n, (int)HI, (int)DI, score); launch_topk(score, B, n, 512, top); });
             row("indexer scores+top-512 1M wmma", B, ms, bytes, flops);
             if (cudaMalloc(&keysf, (size_t)(B * n * DI) * 4) == cudaSuccess) {
@@ -978,6 +1069,7 @@ int main(int argc, char **argv)
     test_norm_rope_hadamard();
     test_compressor();
     test_indexer();
+    test_topk_paths();
     test_sparse_attention();
     test_sparse_attention_batched();
     test_mhc_moe();
