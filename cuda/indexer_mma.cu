@@ -41,6 +41,9 @@
  *   contract of spec/tolerances.md, as for the dots). The two head halves meet through 64
  *   floats of shared memory and a named barrier of the warp pair; each warp finishes 8 keys:
  *   score = bf16(half0 + half1).
+ * Measured (H200, standalone run of this kernel): 27.9 us at T = 1 and 1197 us at T = 64 for
+ *   262,144 keys (57% / 85.5% of the 4261 GB/s copy roofline; the wmma kernel 58.7 / 2862 us);
+ *   3 or 6 stages measure the same, 8 (one block per SM) slower.
  * Pitfalls guarded: tail rows past n (zero-fill, no store); NaN propagates as in ref (the
  *   .NaN ReLU); no fused multiply-add is formed (-fmad=false; the products are explicit);
  *   keys and key_stride must allow 16-byte copies (checked by the launcher). */
