@@ -17,9 +17,13 @@
  *   as fragments, computes the [16 x H] dot products on the tensor cores (wmma m16n16k16,
  *   bf16 x bf16 -> fp32), stages them in shared memory, and lanes 0..15 run the epilogue of
  *   one key each in ascending h. The key buffer must be readable up to a multiple of 16
- *   rows.
+ *   rows. Variant 0 of the bf16 path (indexer_scores_variant below).
+ * scores_mma_kernel<H> (indexer_mma.cu, official, bf16, D = 128): mma.sync + ldmatrix, keys
+ *   streamed through a 4-stage cp.async ring, head sum on the tensor cores; variant 1, the
+ *   default where it applies.
  * Top-k: cuda/topk.cu. */
 #include <cstdlib>
+#include <cstring>
 #include <mma.h>
 #include <cuda_pipeline.h>
 #include "cuda_common.cuh"
@@ -178,13 +182,37 @@ extern "C" int launch_indexer_scores_f32(const float *dq, const float *dw, const
     return 0;
 }
 
-/* [IDX-4] official, bf16 q: [T, H, D] and keys (rows readable to a multiple of 16);
- * instantiated (H, D): (16|32|64, 128), (64, 64) */
+/* ---- the choice of the tensor-core scores kernel (the ONE place) ----
+ * 1 = scores_mma_kernel (indexer_mma.cu; the default where it applies: D = 128, H in
+ * {16, 32, 48, 64}, 16-byte aligned keys), 0 = scores_wmma_kernel (below). Environment
+ * DSV4_CUDA_INDEXER=wmma|mma overrides the default; indexer_scores_variant(0|1) overrides
+ * both, indexer_scores_variant(-1) returns to them. Shapes the chosen kernel does not take
+ * go to the other one. */
+#define IDX_DEFAULT_VARIANT 1
+static int g_idx_variant = -1;
+extern "C" void indexer_scores_variant(int v) { g_idx_variant = v < 0 ? -1 : (v ? 1 : 0); }
+extern "C" int indexer_scores_variant_now(void)
+{
+    if (g_idx_variant >= 0) return g_idx_variant;
+    const char *e = getenv("DSV4_CUDA_INDEXER");
+    if (e && strcmp(e, "wmma") == 0) return 0;
+    if (e && strcmp(e, "mma") == 0) return 1;
+    return IDX_DEFAULT_VARIANT;
+}
+
+static int wmma_shape(int H, int D) { return (D == 128 && (H == 16 || H == 32 || H == 64)) || (D == 64 && H == 64); }
+
+/* [IDX-4] official, bf16 q: [T, H, D] and keys. wmma: rows readable to a multiple of 16;
+ * instantiated (H, D): (16|32|64, 128), (64, 64). mma: (16|32|48|64, 128), rows < n read. */
 extern "C" int launch_indexer_scores_bf16(const void *dq, const float *dw, const void *dkeys,
                                           int64_t key_stride, int64_t T, int64_t n, int H, int D,
                                           float *dscore)
 {
     if (T <= 0 || n <= 0) return 0;
+    int mma_ok = indexer_scores_mma_supported(H, D) && !((uintptr_t)dkeys & 15) && !(key_stride & 7) &&
+                 !((uintptr_t)dq & 3);
+    if (mma_ok && (indexer_scores_variant_now() == 1 || !wmma_shape(H, D)))
+        return launch_indexer_scores_mma(dq, dw, dkeys, key_stride, T, n, H, D, dscore);
     dim3 grid((unsigned)((n + 64 * IDX_TPW - 1) / (64 * IDX_TPW)), (unsigned)T);
     const __nv_bfloat16 *q = (const __nv_bfloat16 *)dq, *k = (const __nv_bfloat16 *)dkeys;
     if (H == 64 && D == 128) return launch_scores_wmma<64, 128>(grid, q, dw, k, key_stride, n, dscore);
@@ -195,8 +223,8 @@ extern "C" int launch_indexer_scores_bf16(const void *dq, const float *dw, const
 }
 
 /* [IDX-4] ref/indexer.c: indexer_scores on the GPU. q: [H, D], w: [H], keys: [n, D] host ->
- * score: [n]. Official mode with H in {16,32,64} and D % 16 == 0 uses the tensor-core kernel
- * (exact bf16 conversion of q and keys); everything else the CUDA-core kernel. */
+ * score: [n]. Official mode with a tensor-core shape (either kernel; launch_indexer_scores_bf16
+ * chooses) converts q and keys to bf16 (exact) and uses it; everything else the CUDA-core kernel. */
 extern "C" int cuda_indexer_scores(const v4_indexer *I, const float *q, const float *w,
                                    const float *keys, int64_t n, float *score)
 {
@@ -212,8 +240,8 @@ extern "C" int cuda_indexer_scores(const v4_indexer *I, const float *q, const fl
     if (cuda_up(dq, q, (size_t)(H * D) * sizeof(float)) || cuda_up(dw, w, (size_t)H * sizeof(float)) ||
         cuda_up(dk, keys, (size_t)(n * D) * sizeof(float)))
         return -1;
-    int wmma_ok = I->num == DSV4_OFFICIAL && ((D == 128 && (H == 16 || H == 32 || H == 64)) || (D == 64 && H == 64));
-    if (wmma_ok) {
+    int tc_ok = I->num == DSV4_OFFICIAL && (wmma_shape(H, D) || indexer_scores_mma_supported(H, D));
+    if (tc_ok) {
         void *qb = cuda_scratch(4, (size_t)(H * D) * 2);
         void *kb = cuda_scratch(5, (size_t)(npad * D) * 2);
         if (!qb || !kb) return -1;

@@ -90,13 +90,28 @@ int cuda_indexer_scores(const v4_indexer *I, const float *q, const float *w, con
                         int64_t n, float *score);
 /* scores of T queries, each against its own key set: q: [T, H, D]; w: [T, H];
  * keys: [T][n, D] at dkeys + t * key_stride (elements); score: [T, n].
- * bf16 keys: tensor-core (wmma) path, official numerics only. */
+ * bf16 keys: tensor-core path (mma or wmma: indexer_scores_variant), official numerics only. */
 int launch_indexer_scores_f32(const float *dq, const float *dw, const float *dkeys,
                               int64_t key_stride, int64_t T, int64_t n, int H, int D,
                               float *dscore, dsv4_numerics num);
 int launch_indexer_scores_bf16(const void *dq_bf16, const float *dw, const void *dkeys_bf16,
                                int64_t key_stride, int64_t T, int64_t n, int H, int D,
                                float *dscore);
+/* the bf16 scores kernel: 1 = mma (indexer_mma.cu, default), 0 = wmma, -1 = the default
+ * (env DSV4_CUDA_INDEXER=wmma|mma, else mma); _now: the variant in effect */
+void indexer_scores_variant(int v);
+int indexer_scores_variant_now(void);
+
+/* ---- indexer_mma.cu  [IDX-4] ---- */
+/* official, bf16 q: [T, H, 128], keys [T][n, 128] (16-byte aligned, key_stride % 8 == 0,
+ * only rows < n read); H in {16, 32, 48, 64} */
+int indexer_scores_mma_supported(int H, int D);
+int launch_indexer_scores_mma(const void *dq_bf16, const float *dw, const void *dkeys_bf16,
+                              int64_t key_stride, int64_t T, int64_t n, int H, int D,
+                              float *dscore);
+/* test hook: at most m thread blocks (0 = as many as are resident at once) */
+void indexer_scores_mma_max_blocks(int m);
+
 /* ---- topk.cu  [TOPK-1] ---- */
 /* top-k of each row: score: [T, n] -> idx: [T, k] (score descending, ties index ascending) */
 int launch_topk(const float *dscore, int64_t T, int64_t n, int64_t k, int32_t *didx);

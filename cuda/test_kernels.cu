@@ -474,8 +474,12 @@ static double jaccard(const int64_t *a, const int64_t *b, int64_t k)
 
 static void test_indexer(void)
 {
-    struct { int H, D; dsv4_numerics num; } cases[3] = { { 64, 128, DSV4_OFFICIAL }, { 4, 32, DSV4_OFFICIAL }, { 64, 128, DSV4_EXACT } };
+    /* variant: the bf16 scores kernel (0 wmma, 1 mma; -1 not a tensor-core shape) */
+    struct { int H, D; dsv4_numerics num; int variant; } cases[4] = {
+        { 64, 128, DSV4_OFFICIAL, 0 }, { 64, 128, DSV4_OFFICIAL, 1 }, { 4, 32, DSV4_OFFICIAL, -1 }, { 64, 128, DSV4_EXACT, -1 } };
     for (auto &cs : cases) {
+        indexer_scores_variant(cs.variant);
+        const char *vn = cs.variant == 0 ? " (wmma)" : (cs.variant == 1 ? " (mma)" : "");
         v4_indexer I;
         memset(&I, 0, sizeof I);
         I.n_heads = cs.H; I.head_dim = cs.D; I.num = cs.num;
@@ -494,8 +498,7 @@ static void test_indexer(void)
             continue;
         }
         char what[96];
-        snprintf(what, sizeof what, "indexer scores H=%d D=%d %s%s", cs.H, cs.D, nm(cs.num),
-                 cs.num == DSV4_OFFICIAL && cs.H == 64 ? " (wmma)" : "");
+        snprintf(what, sizeof what, "indexer scores H=%d D=%d %s%s", cs.H, cs.D, nm(cs.num), vn);
         check_rel(what, got.data(), want.data(), got.size(), lim_of(cs.num));
         std::vector<int64_t> ia((size_t)k), ib((size_t)k);
         topk_desc(want.data(), n, k, ia.data());
@@ -503,9 +506,10 @@ static void test_indexer(void)
         double jac = jaccard(ia.data(), ib.data(), k);
         char det[96];
         snprintf(det, sizeof det, "Jaccard %.4f (limit 0.98)", jac);
-        snprintf(what, sizeof what, "indexer top-%lld set H=%d %s", (long long)k, cs.H, nm(cs.num));
+        snprintf(what, sizeof what, "indexer top-%lld set H=%d %s%s", (long long)k, cs.H, nm(cs.num), vn);
         check_true(what, jac >= 0.98, det);
     }
+    indexer_scores_variant(-1);
     /* top-k kernel: exactly topk_desc (order included), on bf16 scores full of ties */
     for (int rep = 0; rep < 4; rep++) {
         if (g_quick && rep == 1) continue;
@@ -607,6 +611,63 @@ static void test_topk_paths(void)
         check_topk_rows(variant, 262144, 512, { 0, 1, 2, 3, 6 });    /* all equal / narrow: the row itself */
         check_topk_rows(variant, 262144, 2048, { 2, 5, 4 });
         check_topk_rows(variant, 262144, 1, { 0, 3, 1 });
+    }
+}
+
+/* batched bf16 scores (launch_indexer_scores_bf16): T sequences, each with its own keys at a
+ * stride with a gap, n not a multiple of the 64-key tile; the mma kernel also with few blocks
+ * (a block's tile range spanning sequences: q/w reload), with w that is not bf16-valued (its
+ * fp32 term path) and at H = 16, 32, 48. Pitfalls: a sequence's scores from another's keys or
+ * q, tail rows written past n (the guard after the last row stays NaN), a stage read before
+ * its copy landed. */
+static void test_indexer_batched(void)
+{
+    const int64_t T = 3, n = 1000, stride_rows = 1024, D = 128;
+    struct { int H, variant, max_blocks, wround; } bc[] = {
+        { 64, 0, 0, 1 }, { 64, 1, 0, 1 }, { 64, 1, 7, 1 }, { 64, 1, 0, 0 }, { 32, 0, 0, 1 }, { 32, 1, 5, 1 },
+        { 16, 1, 0, 1 }, { 48, 1, 4, 1 } };
+    for (auto &c : bc) {
+        int64_t H = c.H;
+        std::vector<float> q = randn((size_t)(T * H * D)), keys = randn((size_t)(T * stride_rows * D)),
+                           w = randn((size_t)(T * H), 0.2f);
+        fp4_sim_block(q.data(), (int64_t)q.size(), 32);
+        fp4_sim_block(keys.data(), (int64_t)keys.size(), 32);
+        if (c.wround) to_bf16(w);
+        v4_indexer I;
+        memset(&I, 0, sizeof I);
+        I.n_heads = (int)H; I.head_dim = (int)D; I.num = DSV4_OFFICIAL;
+        const int64_t guard = 64;
+        std::vector<float> want((size_t)(T * n)), got((size_t)(T * n + guard));
+        for (int64_t t = 0; t < T; t++)
+            indexer_scores(&I, q.data() + t * H * D, w.data() + t * H, keys.data() + t * stride_rows * D, n,
+                           want.data() + t * n);
+        std::vector<__nv_bfloat16> qb(q.size()), kb(keys.size());
+        for (size_t i = 0; i < q.size(); i++) qb[i] = __float2bfloat16_rn(q[i]);
+        for (size_t i = 0; i < keys.size(); i++) kb[i] = __float2bfloat16_rn(keys[i]);
+        void *dq, *dk; float *dw, *ds;
+        cudaMalloc(&dq, qb.size() * 2); cudaMalloc(&dk, kb.size() * 2);
+        cudaMalloc(&dw, w.size() * 4); cudaMalloc(&ds, got.size() * 4);
+        cudaMemcpy(dq, qb.data(), qb.size() * 2, cudaMemcpyHostToDevice);
+        cudaMemcpy(dk, kb.data(), kb.size() * 2, cudaMemcpyHostToDevice);
+        cudaMemcpy(dw, w.data(), w.size() * 4, cudaMemcpyHostToDevice);
+        cudaMemset(ds, 0xFF, got.size() * 4);   /* NaN everywhere, the guard included */
+        indexer_scores_variant(c.variant);
+        indexer_scores_mma_max_blocks(c.max_blocks);
+        int rc = launch_indexer_scores_bf16(dq, dw, dk, stride_rows * D, T, n, (int)H, (int)D, ds);
+        cudaDeviceSynchronize();
+        indexer_scores_mma_max_blocks(0);
+        indexer_scores_variant(-1);
+        poison(got);
+        cudaMemcpy(got.data(), ds, got.size() * 4, cudaMemcpyDeviceToHost);
+        bool guard_ok = true;
+        for (int64_t i = T * n; i < T * n + guard; i++) guard_ok = guard_ok && std::isnan(got[(size_t)i]);
+        char what[96];
+        snprintf(what, sizeof what, "indexer scores T=3 n=1000 H=%d %s%s%s", c.H, c.variant ? "mma" : "wmma",
+                 c.max_blocks ? " few blocks" : "", c.wround ? "" : " f32 w");
+        if (rc) check_true(what, false, dsv4_last_error());
+        else if (!guard_ok) check_true(what, false, "wrote past the last score");
+        else check_rel(what, got.data(), want.data(), want.size(), lim_of(DSV4_OFFICIAL));
+        cudaFree(dq); cudaFree(dk); cudaFree(dw); cudaFree(ds);
     }
 }
 
@@ -889,8 +950,13 @@ static int bench(void)
             fill_f32(w, (size_t)(B * HI), 1.0f);
             double bytes = (double)B * (n * DI * 2 + n * 4 + HI * DI * 2);
             double flops = (double)B * 2.0 * n * HI * DI;
-            float ms = time_ms([&] { launch_indexer_scores_bf16(q, w, keys, n * DI, B, n, (int)HI, (int)DI, score); });
-            row("indexer scores 1M wmma", B, ms, bytes, flops);
+            float ms = 0;
+            for (int v = 0; v < 2; v++) {   /* the two bf16 scores kernels, then the default */
+                indexer_scores_variant(v);
+                ms = time_ms([&] { launch_indexer_scores_bf16(q, w, keys, n * DI, B, n, (int)HI, (int)DI, score); });
+                row(v ? "indexer scores 1M mma" : "indexer scores 1M wmma", B, ms, bytes, flops);
+            }
+            indexer_scores_variant(-1);
             topk_use_variant(DSV4_TOPK_OLD);   /* this row: the old path, as in earlier results */
             ms = time_ms([&] { launch_topk(score, B, n, 512, top); });
             row("indexer top-512 of 262144", B, ms, (double)B * (n * 4 + 512 * 4), 0);
@@ -899,7 +965,7 @@ static int bench(void)
             row("indexer top-512 of 262144 radix", B, ms, (double)B * (n * 4 + 512 * 4), 0);
             topk_use_variant(-1);              /* the default from here on */
             ms = time_ms([&] { launch_indexer_scores_bf16(q, w, keys, n * DI, B, n, (int)HI, (int)DI, score); launch_topk(score, B, n, 512, top); });
-            row("indexer scores+top-512 1M wmma", B, ms, bytes, flops);
+            row(indexer_scores_variant_now() ? "indexer scores+top-512 1M mma" : "indexer scores+top-512 1M wmma", B, ms, bytes, flops);
             if (cudaMalloc(&keysf, (size_t)(B * n * DI) * 4) == cudaSuccess) {
                 float *qf; cudaMalloc(&qf, (size_t)(B * HI * DI) * 4);
                 fill_f32(keysf, (size_t)(B * n * DI), 4.0f); fill_f32(qf, (size_t)(B * HI * DI), 4.0f);
@@ -1070,6 +1136,7 @@ int main(int argc, char **argv)
     test_compressor();
     test_indexer();
     test_topk_paths();
+    test_indexer_batched();
     test_sparse_attention();
     test_sparse_attention_batched();
     test_mhc_moe();
