@@ -27,7 +27,12 @@
  *   acc) and sparse_combine_kernel merges them (flash-decoding). That is a different
  *   rounding order: the bf16 probabilities are relative to the chunk's running max, not the
  *   list's (differences of bf16-rounding size, inside the official-mode limit);
- *   sparse_attention_allow_split(0) turns it off. */
+ *   sparse_attention_allow_split(0) turns it off.
+ *
+ * launch_sparse_attention_bf16 (official, bf16) picks one of three kernels:
+ * sparse_attention_variant(-1 default / 0 mma / 1 pipe / 2 wmma); the default is decided in
+ * ONE place, sparse_attention_default_variant below (the mma kernel of
+ * sparse_attention_mma.cu wherever it applies). */
 #include <cstdlib>
 #include <mma.h>
 #include <cuda_pipeline.h>
