@@ -142,6 +142,9 @@ int launch_sparse_attention_bf16(const void *dq_bf16, int64_t T, int64_t H, int6
 /* 0: never split the key list over blocks; 0: the plain wmma kernel instead of the pipelined */
 void sparse_attention_allow_split(int on);
 void sparse_attention_use_pipe(int on);
+/* kernel of launch_sparse_attention_bf16: -1 default (sparse_attention_default_variant in
+ * sparse_attention.cu: mma where it applies), 0 mma, 1 pipelined wmma, 2 plain wmma */
+void sparse_attention_variant(int v);
 /* merge of key splits (both tensor-core kernels): part: [T, H, ns, D + 2] -> out: [T, H, D] */
 int launch_sparse_combine(const float *part, int64_t T, int64_t H, int64_t D, int64_t ns,
                           const float *dsink, float *dout);
@@ -152,6 +155,15 @@ int launch_sparse_attention_pipe(const void *dq_bf16, int64_t T, int64_t H, int6
                                  const void *dkv_bf16, int64_t kv_stride, int64_t q_per_kv,
                                  const int32_t *didx, int64_t n_idx, const float *dsink,
                                  float scale, float *dout, int allow_split);
+
+/* ---- sparse_attention_mma.cu  [SPA-1..SPA-4] ---- */
+/* mma.sync + ldmatrix kernel, official, bf16 q and kv; H % 16 == 0, D in {64, 128, 512},
+ * kv 16-byte aligned with kv_stride % 8 == 0 (sparse_attention_mma_supports) */
+int sparse_attention_mma_supports(int64_t H, int64_t D, const void *dkv_bf16, int64_t kv_stride);
+int launch_sparse_attention_mma(const void *dq_bf16, int64_t T, int64_t H, int64_t D,
+                                const void *dkv_bf16, int64_t kv_stride, int64_t q_per_kv,
+                                const int32_t *didx, int64_t n_idx, const float *dsink,
+                                float scale, float *dout, int allow_split);
 
 /* ---- mhc.cu  [MHC-4] ---- */
 int cuda_mhc_post(const float *o, const float *res, const float *post, const float *comb,

@@ -27,7 +27,12 @@
  *   acc) and sparse_combine_kernel merges them (flash-decoding). That is a different
  *   rounding order: the bf16 probabilities are relative to the chunk's running max, not the
  *   list's (differences of bf16-rounding size, inside the official-mode limit);
- *   sparse_attention_allow_split(0) turns it off. */
+ *   sparse_attention_allow_split(0) turns it off.
+ *
+ * launch_sparse_attention_bf16 (official, bf16) picks one of three kernels:
+ * sparse_attention_variant(-1 default / 0 mma / 1 pipe / 2 wmma); the default is decided in
+ * ONE place, sparse_attention_default_variant below (the mma kernel of
+ * sparse_attention_mma.cu wherever it applies). */
 #include <cstdlib>
 #include <mma.h>
 #include <cuda_pipeline.h>
@@ -339,12 +344,31 @@ extern "C" int launch_sparse_combine(const float *part, int64_t T, int64_t H, in
 }
 
 static int g_allow_split = 1;
-static int g_use_pipe = 1;
-/* 0: the plain tensor-core kernel (sparse_wmma_kernel) instead of the pipelined one
- * (sparse_attention_pipe.cu); for the kernel lab and the before/after benchmark */
-extern "C" void sparse_attention_use_pipe(int on) { g_use_pipe = on; }
+/* the official bf16 kernel variants (sparse_attention_variant); -1 = the default below */
+#define SPA_VARIANT_DEFAULT (-1)
+#define SPA_VARIANT_MMA 0    /* sparse_attention_mma.cu: mma.sync + ldmatrix, 3-stage gather */
+#define SPA_VARIANT_PIPE 1   /* sparse_attention_pipe.cu: wmma, 2-stage gather */
+#define SPA_VARIANT_WMMA 2   /* sparse_wmma_kernel below */
+static int g_variant = SPA_VARIANT_DEFAULT;
+/* -1: the default (sparse_attention_default_variant), 0: mma, 1: pipelined wmma, 2: plain
+ * wmma; for the kernel lab, the benchmark, and flipping the default back after a GPU run */
+extern "C" void sparse_attention_variant(int v) { g_variant = v < -1 || v > 2 ? SPA_VARIANT_DEFAULT : v; }
+/* 0: the plain tensor-core kernel (sparse_wmma_kernel), 1: the pipelined one
+ * (sparse_attention_pipe.cu); an explicit choice like sparse_attention_variant(2 / 1) */
+extern "C" void sparse_attention_use_pipe(int on) { g_variant = on ? SPA_VARIANT_PIPE : SPA_VARIANT_WMMA; }
 /* 0: never split the key list (the official kernel's exact block order, one pass per query) */
 extern "C" void sparse_attention_allow_split(int on) { g_allow_split = on; }
+
+/* THE default choice of the official bf16 kernel for a shape: the mma kernel wherever it
+ * applies (H % 16 == 0, D in {64, 128, 512}, 16-byte kv rows), else the pipelined kernel
+ * (H % 32 == 0), else the plain wmma one. To go back to the pipelined kernel by default,
+ * return SPA_VARIANT_PIPE first here. */
+static int sparse_attention_default_variant(int64_t H, int64_t D, const void *dkv, int64_t kv_stride)
+{
+    if (sparse_attention_mma_supports(H, D, dkv, kv_stride)) return SPA_VARIANT_MMA;
+    if (H % 32 == 0 && (D == 512 || D == 128 || D == 64)) return SPA_VARIANT_PIPE;
+    return SPA_VARIANT_WMMA;
+}
 
 template <int D>
 static int launch_wmma(const void *dq, int64_t T, int64_t H, const void *dkv, int64_t kv_stride,
@@ -379,16 +403,20 @@ static int launch_wmma(const void *dq, int64_t T, int64_t H, const void *dkv, in
     return 0;
 }
 
-/* [SPA-1..SPA-4] device form on the tensor cores (official); H % 16 == 0, D in {64, 128, 512};
- * H % 32 == 0 goes to the pipelined kernel (sparse_attention_pipe.cu) unless
- * sparse_attention_use_pipe(0) */
+/* [SPA-1..SPA-4] device form on the tensor cores (official); H % 16 == 0, D in {64, 128, 512}.
+ * Kernel: sparse_attention_variant's choice, else sparse_attention_default_variant; a variant
+ * that does not take the shape falls back to pipe (H % 32 == 0), then wmma. */
 extern "C" int launch_sparse_attention_bf16(const void *dq, int64_t T, int64_t H, int64_t D,
                                             const void *dkv, int64_t kv_stride, int64_t q_per_kv,
                                             const int32_t *didx, int64_t n_idx, const float *dsink,
                                             float scale, float *dout)
 {
     if (T <= 0) return 0;
-    if (g_use_pipe && H % 32 == 0 && (D == 512 || D == 128 || D == 64))
+    int v = g_variant == SPA_VARIANT_DEFAULT ? sparse_attention_default_variant(H, D, dkv, kv_stride) : g_variant;
+    if (v == SPA_VARIANT_MMA && sparse_attention_mma_supports(H, D, dkv, kv_stride))
+        return launch_sparse_attention_mma(dq, T, H, D, dkv, kv_stride, q_per_kv, didx, n_idx, dsink,
+                                           scale, dout, g_allow_split);
+    if (v != SPA_VARIANT_WMMA && H % 32 == 0 && (D == 512 || D == 128 || D == 64))
         return launch_sparse_attention_pipe(dq, T, H, D, dkv, kv_stride, q_per_kv, didx, n_idx, dsink,
                                             scale, dout, g_allow_split);
     if (H % WHB != 0) return dsv4_set_error("cuda sparse_attention (wmma): H = %lld is not a multiple of 16", (long long)H);

@@ -673,6 +673,9 @@ static void test_indexer_batched(void)
 
 /* ---- sparse attention ---- */
 
+/* the official bf16 kernels by sparse_attention_variant number: lab and bench names */
+static const char *const spa_variant_name[3] = { "mma", "pipelined", "wmma" };
+
 static void test_sparse_attention(void)
 {
     for (int mi = 0; mi < 2; mi++) {
@@ -701,9 +704,9 @@ static void test_sparse_attention(void)
             cudaMemcpy(dk, kb.data(), kb.size() * 2, cudaMemcpyHostToDevice);
             cudaMemcpy(di, i32.data(), i32.size() * 4, cudaMemcpyHostToDevice);
             cudaMemcpy(ds, sink.data(), H * 4, cudaMemcpyHostToDevice);
-            for (int pipe = 0; pipe < 2; pipe++)
+            for (int var = 0; var < 3; var++)
             for (int split = 0; split < 2; split++) {
-                sparse_attention_use_pipe(pipe);
+                sparse_attention_variant(var);
                 sparse_attention_allow_split(split);
                 cudaMemset(dout, 0xFF, H * D * 4);
                 int rc = launch_sparse_attention_bf16(dq, 1, H, D, dk, 0, 1, di, n_idx, ds, (float)scale, (float *)dout);
@@ -711,13 +714,35 @@ static void test_sparse_attention(void)
                 poison(got);
                 cudaMemcpy(got.data(), dout, H * D * 4, cudaMemcpyDeviceToHost);
                 char what[96];
-                snprintf(what, sizeof what, "sparse_attention %s official (%s)", pipe ? "pipelined" : "wmma",
+                snprintf(what, sizeof what, "sparse_attention %s official (%s)", spa_variant_name[var],
                          split ? "key split" : "one pass");
                 if (rc) check_true(what, false, dsv4_last_error());
                 else check_rel(what, got.data(), want.data(), got.size(), 1e-2);
             }
+            /* all masked (100 entries of -1, two blocks): exactly 0 from every tensor-core
+             * kernel, one pass and split (pitfall 13: e^{-inf - -inf}) */
+            {
+                std::vector<int32_t> none32(100, -1);
+                cudaMemcpy(di, none32.data(), none32.size() * 4, cudaMemcpyHostToDevice);
+                for (int var = 0; var < 3; var++)
+                for (int split = 0; split < 2; split++) {
+                    sparse_attention_variant(var);
+                    sparse_attention_allow_split(split);
+                    cudaMemset(dout, 0xFF, H * D * 4);
+                    int rc = launch_sparse_attention_bf16(dq, 1, H, D, dk, 0, 1, di, 100, ds, (float)scale, (float *)dout);
+                    cudaDeviceSynchronize();
+                    poison(got);
+                    cudaMemcpy(got.data(), dout, H * D * 4, cudaMemcpyDeviceToHost);
+                    bool zero = rc == 0;
+                    for (float v : got) zero = zero && v == 0.0f;
+                    char what[96];
+                    snprintf(what, sizeof what, "sparse_attention all masked -> 0 %s (%s)", spa_variant_name[var],
+                             split ? "key split" : "one pass");
+                    check_true(what, zero, rc ? dsv4_last_error() : zero ? "exactly 0" : "not 0");
+                }
+            }
             sparse_attention_allow_split(1);
-            sparse_attention_use_pipe(1);
+            sparse_attention_variant(-1);
             cudaFree(dq); cudaFree(dk); cudaFree(di); cudaFree(ds); cudaFree(dout);
         }
         /* all masked: exactly zero */
@@ -733,12 +758,20 @@ static void test_sparse_attention(void)
 /* ---- mHC post, MoE expert ---- */
 
 /* batched decode through the tensor-core kernels: T queries, each with its own kv rows
- * (kv_stride), list lengths that end in a partial block; pitfall: a query reading another
- * query's rows, or a double-buffered tile read before its gather landed */
+ * (kv_stride), list lengths that end in a partial block, query 3's list all masked (its
+ * heads exactly 0); H = 48 takes the 16-head paths (mma HT = 1, wmma; pipe needs H % 32).
+ * Long list (T = 1, 5000 entries, 79 blocks): key-split chunks of several blocks, the
+ * three-stage ring wrapping many times. Pitfalls: a query reading another query's rows, a
+ * pipelined tile read before its gather landed or overwritten while still read. */
 static void test_sparse_attention_batched(void)
 {
-    for (int64_t D : { (int64_t)128, (int64_t)512 }) {
-        int64_t T = 5, H = 64, n_kv = 300, n_idx = 3 * 64 + 21;
+    struct { int64_t T, H, D, n_kv, n_idx; } cases[] = {
+        { 5, 64, 128, 300, 3 * 64 + 21 }, { 5, 64, 512, 300, 3 * 64 + 21 }, { 5, 48, 512, 300, 3 * 64 + 21 },
+        { 1, 64, 512, 6000, 5000 },
+    };
+    for (auto &cs : cases) {
+        int64_t T = cs.T, H = cs.H, D = cs.D, n_kv = cs.n_kv, n_idx = cs.n_idx;
+        if (g_quick && n_idx > 1000) continue;
         std::vector<float> q = randn((size_t)(T * H * D)), kv = randn((size_t)(T * n_kv * D)), sink = randn((size_t)H);
         to_bf16(q); to_bf16(kv);
         std::vector<int32_t> i32((size_t)(T * n_idx));
@@ -747,7 +780,7 @@ static void test_sparse_attention_batched(void)
         for (int64_t t = 0; t < T; t++) {
             std::vector<int64_t> idx((size_t)n_idx);
             for (int64_t i = 0; i < n_idx; i++) {
-                idx[(size_t)i] = rnd_u64() % 7 == 0 ? -1 : (int64_t)(rnd_u64() % n_kv);
+                idx[(size_t)i] = (t == 3 || rnd_u64() % 7 == 0) ? -1 : (int64_t)(rnd_u64() % n_kv);
                 i32[(size_t)(t * n_idx + i)] = (int32_t)idx[(size_t)i];
             }
             sparse_attention(q.data() + t * H * D, H, D, kv.data() + t * n_kv * D, n_kv, idx.data(), n_idx,
@@ -763,9 +796,11 @@ static void test_sparse_attention_batched(void)
         cudaMemcpy(dk, kb.data(), kb.size() * 2, cudaMemcpyHostToDevice);
         cudaMemcpy(di, i32.data(), i32.size() * 4, cudaMemcpyHostToDevice);
         cudaMemcpy(ds, sink.data(), H * 4, cudaMemcpyHostToDevice);
-        for (int pipe = 0; pipe < 2; pipe++)
+        for (int var = 0; var < 3; var++)
         for (int split = 0; split < 2; split++) {
-            sparse_attention_use_pipe(pipe);
+            if (var == 1 && H % 32 != 0) continue;         /* the pipelined kernel needs H % 32 */
+            if (var == 2 && n_idx > 1000) continue;        /* the plain kernel: short lists only */
+            sparse_attention_variant(var);
             sparse_attention_allow_split(split);
             cudaMemset(dout, 0xFF, got.size() * 4);
             int rc = launch_sparse_attention_bf16(dq, T, H, D, dk, n_kv * D, 1, di, n_idx, ds, scale, dout);
@@ -773,13 +808,25 @@ static void test_sparse_attention_batched(void)
             poison(got);
             cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost);
             char what[96];
-            snprintf(what, sizeof what, "sparse_attention T=5 D=%lld %s (%s)", (long long)D,
-                     pipe ? "pipelined" : "wmma", split ? "key split" : "one pass");
-            if (rc) check_true(what, false, dsv4_last_error());
-            else check_rel(what, got.data(), want.data(), got.size(), 1e-2);
+            if (T > 1)
+                snprintf(what, sizeof what, "sparse_attention T=%lld%s D=%lld %s (%s)", (long long)T,
+                         H == 64 ? "" : (H == 48 ? " H=48" : " H=?"), (long long)D, spa_variant_name[var],
+                         split ? "key split" : "one pass");
+            else
+                snprintf(what, sizeof what, "sparse_attention %lld idx D=%lld %s (%s)", (long long)n_idx,
+                         (long long)D, spa_variant_name[var], split ? "key split" : "one pass");
+            if (rc) { check_true(what, false, dsv4_last_error()); continue; }
+            check_rel(what, got.data(), want.data(), got.size(), 1e-2);
+            if (T > 3) {   /* query 3: every entry masked -> exactly 0 */
+                bool zero = true;
+                for (int64_t i = 3 * H * D; i < 4 * H * D; i++) zero = zero && got[(size_t)i] == 0.0f;
+                char w2[128];
+                snprintf(w2, sizeof w2, "%.96s masked query -> 0", what);
+                check_true(w2, zero, zero ? "exactly 0" : "not 0");
+            }
         }
         sparse_attention_allow_split(1);
-        sparse_attention_use_pipe(1);
+        sparse_attention_variant(-1);
         cudaFree(dq); cudaFree(dk); cudaFree(di); cudaFree(ds); cudaFree(dout);
     }
 }
@@ -916,16 +963,18 @@ static int bench(void)
             double bytes = (double)B * (H * D * 2 + n_idx * D * 2 + n_idx * 4 + H * D * 4);
             double flops = (double)B * 4.0 * H * n_idx * D;
             const char *nmk = csa ? "CSA decode (128+512 of 262144)" : "HCA decode 1M (128+8192)";
-            for (int pipe = 1; pipe >= 0; pipe--)
+            /* the official bf16 kernels: mma (sparse_attention_mma.cu), pipe, wmma */
+            for (int var = 0; var < 3; var++)
             for (int split = 1; split >= 0; split--) {
-                sparse_attention_use_pipe(pipe);
+                static const char *const vname[3] = { "mma", "pipe", "wmma" };
+                sparse_attention_variant(var);
                 sparse_attention_allow_split(split);
                 float ms = time_ms([&] { launch_sparse_attention_bf16(q, B, H, D, kv, n_pool * D, 1, idx, n_idx, sink, 0.0441941738f, out); });
-                char name[80]; snprintf(name, sizeof name, "%s %s%s", nmk, pipe ? "pipe" : "wmma", split ? "" : " 1-pass");
+                char name[80]; snprintf(name, sizeof name, "%s %s%s", nmk, vname[var], split ? "" : " 1-pass");
                 if (split || B < 64) row(name, B, ms, bytes, flops);
             }
             sparse_attention_allow_split(1);
-            sparse_attention_use_pipe(1);
+            sparse_attention_variant(-1);
             /* CUDA-core kernel on an fp32 copy of the pool (same byte count as fp32 gathers) */
             if (cudaMalloc(&kvf, (size_t)(B * n_pool * D) * 4) == cudaSuccess) {
                 fill_f32(kvf, (size_t)(B * n_pool * D), 2.0f);

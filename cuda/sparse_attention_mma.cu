@@ -1,0 +1,454 @@
+/* sparse_attention_mma.cu — V4 gathered sparse attention decode on raw tensor-core
+ * instructions (mma.sync m16n8k16 bf16 + ldmatrix), official numerics
+ * (spec/sparse-attention.md [SPA-1..SPA-4], [SPA-2] [SPA-3]; spec/cuda.md "Sparse attention,
+ * mma kernel"; the reference is ref/sparse_attention.c: head_official).
+ *
+ * Arithmetic (as ref, per head h, list in 64-key blocks): l = f32(q.k) * scale (-inf for a
+ * masked entry -1 or past the list end); M' = max(M, max l); a = e^{M - M'} (1 while
+ * M = -inf, pitfall 13); p = e^{l - M'} (0 while M' = -inf); den = den a + sum p (fp32,
+ * unrounded p); acc = acc a + sum bf16(p) v (fp32); end: out = bf16(acc / (den + e^{z - M})),
+ * all masked -> exactly 0. MQA: one KV row is both key and value. Accumulation-order
+ * differences from ref (spec/tolerances.md "CUDA vs reference"): q.k summed by the tensor
+ * cores in four partial sums over D/4 each, added ((s0 + s1) + (s2 + s3)); sum p as a tree;
+ * the tensor cores add bf16(p) v straight onto acc a (as sparse_attention_pipe.cu).
+ *
+ * sparse_mma_kernel<D, HT>: grid (T * H/(16 HT), 1, splits), block 128 HT threads
+ *   (HT = 2: 8 warps, 32 heads; HT = 1: 4 warps, 16 heads, for H % 32 == 16),
+ *   1 block per SM (~226 KB shared for D = 512, HT = 2).
+ * Warp w = (head tile ht = w / 4, quarter dq = w % 4): heads h0 = 16 ht .. +15 of the block,
+ *   output dims dq D/4 .. +D/4-1. Per thread: the warp's Q A-fragments for its D/4 dims
+ *   (D/16 registers, loaded once from global memory), the output accumulator
+ *   16 x D/4 fp32 (D/8 registers), the running (M, den) of its two heads (rows g, g+8).
+ * Shared memory: THREE stages of the gathered 64-key tile (64 rows x D bf16, 16-byte chunks
+ *   XOR-swizzled by row: chunk c of row r at c ^ (r & 7), so the 8 rows an ldmatrix phase
+ *   reads hit 8 different bank groups without padding — padding would not leave room for a
+ *   third stage), the partial-S exchange [warps][8 n-tiles][32 lanes] float4 (reused within
+ *   each head tile for the P fragments and row sums), row maxima, and a ring of four
+ *   64-entry row-number slots.
+ * Per 64-key tile kb (stage kb % 3, row slot kb % 4):
+ *   1. wait for tile kb (cp.async group), __syncthreads; issue the gather of tile kb + 2
+ *      (16-byte cp.async pieces, masked rows zero-filled with src-size 0; the row numbers
+ *      were loaded into shared memory two tiles earlier, a plain global load per tile whose
+ *      latency hides behind the arithmetic).
+ *   2. S partial [16 heads x 64 keys] over the warp's D/4 dims: D/64 x 4 ldmatrix.x4 (K
+ *      tile, non-transposed: a stored row = one key's 8 dims = a B column) and 2 mma each.
+ *      Stored to shared memory in fragment order; bar.sync of the 4 warps of the head tile.
+ *   3. Reduce-scatter: warp dq takes keys 16dq .. 16dq+15 (n-tiles 2dq, 2dq+1), sums the
+ *      four partials (fixed order, so the 4 warps see identical bits), scale, mask; row max
+ *      over its 16 keys (2 shuffles), exchanged (bar.sync) -> block max M' (max is exact).
+ *   4. p = e^{l - M'} for the warp's 16 keys only (8 expf per thread, no redundancy);
+ *      bf16(p) packed straight into the A fragment of P.V key step dq (the m16n8 C layout of
+ *      two adjacent n-tiles IS the m16n8k16 A layout); the fragment and the row sums of p
+ *      exchanged (bar.sync); den = den a + ((s0 + s1) + (s2 + s3)); acc *= a.
+ *   5. acc += P V over the warp's D/4 dims: 4 key steps x D/64 ldmatrix.x4.trans (V tile
+ *      = the same rows; the transposed load gives the B fragment k = key, n = dim) and
+ *      2 mma each.
+ *   ~ (D/32) x 8 mma + D/16 x 4 ldmatrix + ~250 other instructions per warp per tile, vs
+ *   ~4000 per warp for sparse_pipe_kernel (spec/cuda.md "Why still below").
+ * Few queries (T * H/(16 HT) <= SMs / 2, e.g. batch 1): the key list is split into chunks
+ * of whole 64-key blocks (grid.z) merged by launch_sparse_combine (sparse_attention.cu):
+ * part [T, H, splits, D + 2] = (M, den, acc) per split — the same flash-decoding split and
+ * rounding-order caveat as the other tensor-core kernels.
+ * Requirements: H % 16 == 0, D in {64, 128, 512}; kv 16-byte aligned with kv_stride % 8 == 0
+ * (16-byte row pieces), q 4-byte aligned. */
+#include <cuda_bf16.h>
+#include "cuda_common.cuh"
+#include "kernels.h"
+
+#define MMA_KEYS 64      /* keys per tile = the reference's online-softmax block */
+#define MMA_STAGES 3     /* gathered tiles in flight / in use */
+#define MMA_SLOTS 4      /* row-number slots (tiles kb .. kb + 3) */
+
+/* compile-time shape of one instantiation; byte offsets into dynamic shared memory */
+template <int D, int HT>
+struct mma_cfg {
+    static constexpr int NT = 128 * HT;                 /* threads */
+    static constexpr int NW = 4 * HT;                   /* warps */
+    static constexpr int DQ = D / 4;                    /* dims per warp */
+    static constexpr int KS = DQ / 16;                  /* k16 steps of S = n16 pairs of P.V */
+    static constexpr int ROWB = D * 2;                  /* bytes per tile row */
+    static constexpr int TILEB = MMA_KEYS * ROWB;
+    static constexpr int CH = D / 8;                    /* 16-byte chunks per row */
+    static constexpr int OFF_PART = MMA_STAGES * TILEB; /* [NW][8][32] float4 */
+    static constexpr int OFF_RMAX = OFF_PART + NW * 8 * 32 * 16;   /* [NW][16] float */
+    static constexpr int OFF_ROWS = OFF_RMAX + NW * 16 * 4;        /* [MMA_SLOTS][64] int32 */
+    static constexpr int SMEM = OFF_ROWS + MMA_SLOTS * MMA_KEYS * 4;
+    static_assert(D % 64 == 0 && D >= 64, "D/4 must be a multiple of 16");
+    static_assert(NT % CH == 0 && (MMA_KEYS * CH) % NT == 0, "gather mapping");
+    static_assert(SMEM <= 232448, "shared memory over the sm_90 per-block limit");
+};
+
+__device__ __forceinline__ uint32_t mma_smem_addr(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+/* four 8x8 b16 matrices; lane l supplies the address of row l % 8 of matrix l / 8; lane l
+ * receives, of matrix i in register i, row l / 4, columns 2 (l % 4), +1 (low half first) */
+__device__ __forceinline__ void mma_ldsm_x4(uint32_t addr, uint32_t &r0, uint32_t &r1,
+                                            uint32_t &r2, uint32_t &r3)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr) : "memory");
+}
+/* the same, transposed: lane l receives rows 2 (l % 4), +1 of column l / 4 */
+__device__ __forceinline__ void mma_ldsm_x4_t(uint32_t addr, uint32_t &r0, uint32_t &r1,
+                                              uint32_t &r2, uint32_t &r3)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr) : "memory");
+}
+/* c[16x8] += a[16x16] b[16x8], bf16 inputs, fp32 accumulate */
+__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                               uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* 16-byte asynchronous copy; src_bytes = 0 zero-fills the destination (reads nothing) */
+__device__ __forceinline__ void mma_cp16(uint32_t dst, const void *src, uint32_t src_bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+                 :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void mma_cp_commit()
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+/* all but the newest `n` committed groups of this thread have landed */
+template <int n>
+__device__ __forceinline__ void mma_cp_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" :: "n"(n) : "memory");
+}
+/* barrier of the `count` threads (whole warps) that use barrier `id` (1.., 0 = __syncthreads) */
+__device__ __forceinline__ void mma_bar(int id, int count)
+{
+    asm volatile("bar.sync %0, %1;\n" :: "r"(id), "r"(count) : "memory");
+}
+/* [NUM-2] two floats -> bf16x2 (RNE, = round_bf16 each), lo in the low half */
+__device__ __forceinline__ uint32_t mma_pack_bf16(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return (uint32_t)__bfloat16_as_ushort(v.x) | ((uint32_t)__bfloat16_as_ushort(v.y) << 16);
+}
+
+/* [SPA-1..SPA-4] official, bf16 q: [T, H, D], kv rows of query t at kv + (t / q_per_kv) *
+ * kv_stride (bf16, [n_kv, D]), idx: [T, n_idx] int32 (-1 masked), sink: [H] fp32 ->
+ * block (t * G + g, 0, s): heads (16 HT) g .. +16 HT - 1 of query t over list entries
+ * [s * keys_per_split, ...); part == NULL: out: [T, H, D] (bf16 values as float), else
+ * part: [T, H, splits, D + 2] = (M, den, acc) for launch_sparse_combine. */
+template <int D, int HT>
+__global__ void __launch_bounds__(128 * HT, 1)
+sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, int64_t kv_stride,
+                  int64_t q_per_kv, const int32_t *idx, int64_t n_idx, const float *sink,
+                  float scale, float *out, int64_t keys_per_split, float *part)
+{
+    typedef mma_cfg<D, HT> C;
+    extern __shared__ __align__(128) unsigned char smraw[];
+    float4 *partS = reinterpret_cast<float4 *>(smraw + C::OFF_PART);
+    float *rmax = reinterpret_cast<float *>(smraw + C::OFF_RMAX);
+    int32_t *rows = reinterpret_cast<int32_t *>(smraw + C::OFF_ROWS);
+    const uint32_t kv_s = mma_smem_addr(smraw);
+
+    const int64_t G = H / (16 * HT);
+    const int64_t t = (int64_t)blockIdx.x / G;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int ht = warp >> 2, dq = warp & 3;
+    const int gr = lane >> 2, tg = lane & 3;         /* fragment row group, column pair */
+    const int64_t h0 = ((int64_t)blockIdx.x % G) * (16 * HT) + ht * 16;   /* warp's first head */
+    const __nv_bfloat16 *kvt = kv + (t / q_per_kv) * kv_stride;
+    const int32_t *it = idx + t * n_idx;
+    const int64_t k_begin = (int64_t)blockIdx.z * keys_per_split;
+    const int64_t k_end = k_begin + keys_per_split < n_idx ? k_begin + keys_per_split : n_idx;
+    const int nkb = k_begin < k_end ? (int)((k_end - k_begin + MMA_KEYS - 1) / MMA_KEYS) : 0;
+    const int bar_id = 1 + ht;                        /* the head tile's 4 warps */
+
+    /* list entry j of tile kb: its row number, -1 when masked or past the chunk */
+    auto row_of = [&](int kb, int j) -> int32_t {
+        int64_t pos = k_begin + (int64_t)kb * MMA_KEYS + j;
+        return pos < k_end ? it[pos] : -1;
+    };
+    /* issues the gather of tile kb into stage kb % 3 from row slot kb % 4. Thread: chunk
+     * c = tid % CH of rows r0 + i RSTEP (a warp reads 32 consecutive chunks of one row:
+     * coalesced). RSTEP is a power of two > r0, so r & 7 = (r0 & 7) ^ ((i RSTEP) & 7) and
+     * the swizzled chunk is (c ^ (r0 & 7)) ^ (compile-time constant). */
+    constexpr int RSTEP = C::NT / C::CH;
+    static_assert((RSTEP & (RSTEP - 1)) == 0, "RSTEP must be a power of two");
+    const int g_r0 = tid / C::CH;
+    const uint32_t g_dst0 = kv_s + (uint32_t)(g_r0 * C::ROWB);
+    const uint32_t g_cx = (uint32_t)(((tid % C::CH) ^ (g_r0 & 7)) << 4);
+    const char *g_src0 = reinterpret_cast<const char *>(kvt) + (tid % C::CH) * 16;
+    auto gather = [&](int kb) {
+        const int32_t *rs = rows + (kb & (MMA_SLOTS - 1)) * MMA_KEYS + g_r0;
+        const uint32_t dst = g_dst0 + (uint32_t)((kb % MMA_STAGES) * C::TILEB);
+#pragma unroll
+        for (int i = 0; i < MMA_KEYS / RSTEP; i++) {
+            int32_t g = rs[i * RSTEP];
+            const char *src = g_src0 + (int64_t)(g >= 0 ? g : 0) * C::ROWB;   /* masked: unread */
+            mma_cp16(dst + (uint32_t)(i * RSTEP * C::ROWB) + (g_cx ^ (uint32_t)(((i * RSTEP) & 7) << 4)),
+                     src, g >= 0 ? 16u : 0u);
+        }
+    };
+
+    /* prologue: row numbers of tiles 0..2, gathers of tiles 0 and 1 (always two groups) */
+    if (tid < MMA_KEYS)
+        for (int s = 0; s < 3; s++) rows[s * MMA_KEYS + tid] = row_of(s, tid);
+    __syncthreads();
+    if (nkb > 0) gather(0);
+    mma_cp_commit();
+    if (nkb > 1) gather(1);
+    mma_cp_commit();
+
+    /* the warp's Q A-fragments: rows h0 + gr (+8), dims dq DQ + 16 kk + 2 tg (+8) */
+    uint32_t qa[C::KS][4];
+    {
+        const __nv_bfloat16 *q0 = q + ((t * H) + h0 + gr) * D + dq * C::DQ + 2 * tg;
+        const __nv_bfloat16 *q1 = q0 + 8 * D;
+#pragma unroll
+        for (int kk = 0; kk < C::KS; kk++) {
+            qa[kk][0] = __ldg(reinterpret_cast<const unsigned int *>(q0 + 16 * kk));
+            qa[kk][1] = __ldg(reinterpret_cast<const unsigned int *>(q1 + 16 * kk));
+            qa[kk][2] = __ldg(reinterpret_cast<const unsigned int *>(q0 + 16 * kk + 8));
+            qa[kk][3] = __ldg(reinterpret_cast<const unsigned int *>(q1 + 16 * kk + 8));
+        }
+    }
+    /* ldmatrix lane addressing, shared by K (S) and V (P.V): lane l -> matrix mi = l / 8,
+     * row ri = l % 8; matrix mi covers keys 8 (mi & 1) .. +7 of a 16-key group and the
+     * 8-dim chunk (mi >> 1) of a 16-dim pair. Row key & 7 == ri, hence the swizzle. */
+    const int mi = lane >> 3, ri = lane & 7;
+    const uint32_t lofs = (uint32_t)((8 * (mi & 1) + ri) * C::ROWB);
+    uint32_t coff[C::KS];   /* swizzled byte offset of 16-dim pair u of the warp's dims */
+#pragma unroll
+    for (int u = 0; u < C::KS; u++)
+        coff[u] = (uint32_t)((((dq * C::DQ) / 8 + (mi >> 1) + 2 * u) ^ ri) << 4);
+
+    float o[2 * C::KS][4];
+#pragma unroll
+    for (int n = 0; n < 2 * C::KS; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float M0 = -INFINITY, M1 = -INFINITY, den0 = 0.0f, den1 = 0.0f;   /* rows gr, gr + 8 */
+
+    for (int kb = 0; kb < nkb; kb++) {
+        /* row numbers of tile kb + 3 (stored at the end of this iteration) */
+        int32_t rnext = tid < MMA_KEYS ? row_of(kb + 3, tid) : -1;
+        mma_cp_wait<1>();   /* this thread's pieces of tile kb have landed */
+        __syncthreads();    /* everyone's; and iteration kb - 1 is over (stage, slot, exchange free) */
+        if (kb + 2 < nkb) gather(kb + 2);
+        mma_cp_commit();
+
+        const uint32_t tb = kv_s + (uint32_t)((kb % MMA_STAGES) * C::TILEB) + lofs;
+        const int32_t *rs = rows + (kb & (MMA_SLOTS - 1)) * MMA_KEYS;
+
+        /* 2. partial S over the warp's dims: n-tile j = keys 8j .. 8j+7 */
+        {
+            float s[8][4];
+#pragma unroll
+            for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < C::KS; kk++) {
+#pragma unroll
+                for (int jp = 0; jp < 4; jp++) {
+                    /* matrices: keys 16jp+0..7 / +8..15 x dims lo; the same x dims hi */
+                    uint32_t b0, b1, b2, b3;
+                    mma_ldsm_x4(tb + (uint32_t)(jp * 16 * C::ROWB) + coff[kk], b0, b1, b2, b3);
+                    mma_bf16_16816(s[2 * jp], qa[kk], b0, b2);
+                    mma_bf16_16816(s[2 * jp + 1], qa[kk], b1, b3);
+                }
+            }
+            float4 *mine = partS + warp * 256;
+#pragma unroll
+            for (int j = 0; j < 8; j++) mine[j * 32 + lane] = make_float4(s[j][0], s[j][1], s[j][2], s[j][3]);
+        }
+        mma_bar(bar_id, 128);
+
+        /* 3. full logits of keys 16dq .. 16dq+15: l[u][e], n-tile 2dq + u, element e
+         * (row gr + 8 (e >> 1), key 8 (2dq + u) + 2tg + (e & 1)) */
+        float l[2][4];
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int j = 2 * dq + u;
+            float4 p0 = partS[((ht * 4 + 0) * 8 + j) * 32 + lane];
+            float4 p1 = partS[((ht * 4 + 1) * 8 + j) * 32 + lane];
+            float4 p2 = partS[((ht * 4 + 2) * 8 + j) * 32 + lane];
+            float4 p3 = partS[((ht * 4 + 3) * 8 + j) * 32 + lane];
+            int2 rr = *reinterpret_cast<const int2 *>(rs + 8 * j + 2 * tg);
+            bool v0 = rr.x >= 0, v1 = rr.y >= 0;
+            l[u][0] = v0 ? ((p0.x + p1.x) + (p2.x + p3.x)) * scale : -INFINITY;
+            l[u][1] = v1 ? ((p0.y + p1.y) + (p2.y + p3.y)) * scale : -INFINITY;
+            l[u][2] = v0 ? ((p0.z + p1.z) + (p2.z + p3.z)) * scale : -INFINITY;
+            l[u][3] = v1 ? ((p0.w + p1.w) + (p2.w + p3.w)) * scale : -INFINITY;
+        }
+        float mx0 = fmaxf(fmaxf(l[0][0], l[0][1]), fmaxf(l[1][0], l[1][1]));
+        float mx1 = fmaxf(fmaxf(l[0][2], l[0][3]), fmaxf(l[1][2], l[1][3]));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        if (tg == 0) { rmax[warp * 16 + gr] = mx0; rmax[warp * 16 + gr + 8] = mx1; }
+        mma_bar(bar_id, 128);   /* also: every partial of this head tile has been read */
+        float bm0 = M0, bm1 = M1;
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            bm0 = fmaxf(bm0, rmax[(ht * 4 + w) * 16 + gr]);
+            bm1 = fmaxf(bm1, rmax[(ht * 4 + w) * 16 + gr + 8]);
+        }
+
+        /* 4. probabilities of the warp's 16 keys; P fragment of key step dq; row sums */
+        float a0 = (M0 == -INFINITY) ? 1.0f : expf(M0 - bm0);
+        float a1 = (M1 == -INFINITY) ? 1.0f : expf(M1 - bm1);
+        float p[2][4];
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            p[u][0] = (bm0 == -INFINITY) ? 0.0f : expf(l[u][0] - bm0);
+            p[u][1] = (bm0 == -INFINITY) ? 0.0f : expf(l[u][1] - bm0);
+            p[u][2] = (bm1 == -INFINITY) ? 0.0f : expf(l[u][2] - bm1);
+            p[u][3] = (bm1 == -INFINITY) ? 0.0f : expf(l[u][3] - bm1);
+        }
+        float ps0 = (p[0][0] + p[0][1]) + (p[1][0] + p[1][1]);
+        float ps1 = (p[0][2] + p[0][3]) + (p[1][2] + p[1][3]);
+        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 1);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 1);
+        ps0 += __shfl_xor_sync(0xffffffffu, ps0, 2);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, 2);
+        {
+            /* into this warp's own partial slot (its readers passed the last barrier) */
+            uint4 *pf = reinterpret_cast<uint4 *>(partS + warp * 256);
+            float *psum = reinterpret_cast<float *>(partS + warp * 256 + 32);
+            pf[lane] = make_uint4(mma_pack_bf16(p[0][0], p[0][1]), mma_pack_bf16(p[0][2], p[0][3]),
+                                  mma_pack_bf16(p[1][0], p[1][1]), mma_pack_bf16(p[1][2], p[1][3]));
+            if (tg == 0) { psum[gr] = ps0; psum[gr + 8] = ps1; }
+        }
+        mma_bar(bar_id, 128);
+        uint32_t pa[4][4];
+        float bs[2][4];
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            uint4 v = reinterpret_cast<const uint4 *>(partS + (ht * 4 + w) * 256)[lane];
+            pa[w][0] = v.x; pa[w][1] = v.y; pa[w][2] = v.z; pa[w][3] = v.w;
+            const float *psum = reinterpret_cast<const float *>(partS + (ht * 4 + w) * 256 + 32);
+            bs[0][w] = psum[gr];
+            bs[1][w] = psum[gr + 8];
+        }
+        den0 = den0 * a0 + ((bs[0][0] + bs[0][1]) + (bs[0][2] + bs[0][3]));
+        den1 = den1 * a1 + ((bs[1][0] + bs[1][1]) + (bs[1][2] + bs[1][3]));
+        M0 = bm0;
+        M1 = bm1;
+
+        /* 5. acc = acc a + P V over the warp's dims (n-tile n = dims dq DQ + 8n .. +7) */
+#pragma unroll
+        for (int n = 0; n < 2 * C::KS; n++) {
+            o[n][0] *= a0; o[n][1] *= a0;
+            o[n][2] *= a1; o[n][3] *= a1;
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+#pragma unroll
+            for (int np = 0; np < C::KS; np++) {
+                /* matrices: keys 16kk+0..7 / +8..15 x dims lo; the same x dims hi */
+                uint32_t v0, v1, v2, v3;
+                mma_ldsm_x4_t(tb + (uint32_t)(kk * 16 * C::ROWB) + coff[np], v0, v1, v2, v3);
+                mma_bf16_16816(o[2 * np], pa[kk], v0, v1);
+                mma_bf16_16816(o[2 * np + 1], pa[kk], v2, v3);
+            }
+        }
+        if (tid < MMA_KEYS) rows[((kb + 3) & (MMA_SLOTS - 1)) * MMA_KEYS + tid] = rnext;
+    }
+    mma_cp_wait<0>();   /* no copy may outlive the block (only empty groups remain) */
+
+    const int64_t hA = h0 + gr, hB = h0 + gr + 8;
+    if (part) {   /* split over keys: this chunk's (M, den, acc) */
+        const int64_t ns = gridDim.z;
+        float *pA = part + ((t * H + hA) * ns + blockIdx.z) * (D + 2);
+        float *pB = part + ((t * H + hB) * ns + blockIdx.z) * (D + 2);
+        if (dq == 0 && tg == 0) { pA[0] = M0; pA[1] = den0; pB[0] = M1; pB[1] = den1; }
+#pragma unroll
+        for (int n = 0; n < 2 * C::KS; n++) {
+            int e = dq * C::DQ + 8 * n + 2 * tg;
+            *reinterpret_cast<float2 *>(pA + 2 + e) = make_float2(o[n][0], o[n][1]);
+            *reinterpret_cast<float2 *>(pB + 2 + e) = make_float2(o[n][2], o[n][3]);
+        }
+        return;
+    }
+    const bool zA = M0 == -INFINITY, zB = M1 == -INFINITY;   /* all masked -> exactly 0 */
+    const float dA = zA ? 1.0f : den0 + expf(sink[hA] - M0);
+    const float dB = zB ? 1.0f : den1 + expf(sink[hB] - M1);
+    float *oA = out + (t * H + hA) * D, *oB = out + (t * H + hB) * D;
+#pragma unroll
+    for (int n = 0; n < 2 * C::KS; n++) {
+        int e = dq * C::DQ + 8 * n + 2 * tg;
+        *reinterpret_cast<float2 *>(oA + e) = zA ? make_float2(0.0f, 0.0f)
+            : make_float2(d_round_bf16(o[n][0] / dA), d_round_bf16(o[n][1] / dA));
+        *reinterpret_cast<float2 *>(oB + e) = zB ? make_float2(0.0f, 0.0f)
+            : make_float2(d_round_bf16(o[n][2] / dB), d_round_bf16(o[n][3] / dB));
+    }
+}
+
+template <int D, int HT>
+static int launch_mma(const void *dq, int64_t T, int64_t H, const void *dkv, int64_t kv_stride,
+                      int64_t q_per_kv, const int32_t *didx, int64_t n_idx, const float *dsink,
+                      float scale, float *dout, int allow_split)
+{
+    typedef mma_cfg<D, HT> C;
+    static int attr_set = 0;
+    if (!attr_set) {
+        CK(cudaFuncSetAttribute(sparse_mma_kernel<D, HT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+        attr_set = 1;
+    }
+    static int n_sm = 0;
+    if (n_sm <= 0) {
+        int dev = 0;
+        CK(cudaGetDevice(&dev));
+        CK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+        if (n_sm <= 0) n_sm = 132;
+    }
+    /* one block per SM: few queries (at most half the SMs busy) -> split the key list so
+     * that about one block per SM runs */
+    int64_t G = H / (16 * HT), blocks = T * G, nkb = (n_idx + MMA_KEYS - 1) / MMA_KEYS;
+    int64_t ns = allow_split && 2 * blocks <= n_sm ? n_sm / blocks : 1;
+    if (ns > nkb) ns = nkb > 0 ? nkb : 1;
+    if (ns > 65535) ns = 65535;
+    int64_t kps = ((nkb + ns - 1) / ns) * MMA_KEYS;
+    if (kps <= 0) kps = MMA_KEYS;
+    ns = (n_idx + kps - 1) / kps > 0 ? (n_idx + kps - 1) / kps : 1;
+    float *part = NULL;
+    if (ns > 1) {
+        part = (float *)cuda_scratch(12, (size_t)(T * H * ns * (D + 2)) * sizeof(float));
+        if (!part) return -1;
+    }
+    sparse_mma_kernel<D, HT><<<dim3((unsigned)blocks, 1, (unsigned)ns), C::NT, C::SMEM>>>(
+        (const __nv_bfloat16 *)dq, H, (const __nv_bfloat16 *)dkv, kv_stride, q_per_kv, didx, n_idx,
+        dsink, scale, dout, ns > 1 ? kps : (n_idx > 0 ? n_idx : 1), part);
+    CK_LAUNCH("sparse_attention_mma");
+    if (ns > 1) return launch_sparse_combine(part, T, H, D, ns, dsink, dout);
+    return 0;
+}
+
+/* [SPA-1..SPA-4] does the mma kernel take this shape (H % 16 == 0, D in {64, 128, 512},
+ * kv 16-byte aligned rows)? */
+extern "C" int sparse_attention_mma_supports(int64_t H, int64_t D, const void *dkv, int64_t kv_stride)
+{
+    return H > 0 && H % 16 == 0 && (D == 512 || D == 128 || D == 64) &&
+           ((uintptr_t)dkv % 16) == 0 && kv_stride % 8 == 0;
+}
+
+/* [SPA-1..SPA-4] device form on mma.sync + ldmatrix (official, bf16 q and kv);
+ * allow_split: 0 = one pass over the key list per query (ref's block order). */
+extern "C" int launch_sparse_attention_mma(const void *dq, int64_t T, int64_t H, int64_t D,
+                                           const void *dkv, int64_t kv_stride, int64_t q_per_kv,
+                                           const int32_t *didx, int64_t n_idx, const float *dsink,
+                                           float scale, float *dout, int allow_split)
+{
+    if (T <= 0) return 0;
+    if (!sparse_attention_mma_supports(H, D, dkv, kv_stride))
+        return dsv4_set_error("cuda sparse_attention (mma): H = %lld, D = %lld not supported "
+                              "(H %% 16 == 0, D in {64, 128, 512}, 16-byte kv rows)", (long long)H, (long long)D);
+    const bool h32 = H % 32 == 0;
+    if (D == 512) return h32 ? launch_mma<512, 2>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout, allow_split)
+                             : launch_mma<512, 1>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout, allow_split);
+    if (D == 128) return h32 ? launch_mma<128, 2>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout, allow_split)
+                             : launch_mma<128, 1>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout, allow_split);
+    return h32 ? launch_mma<64, 2>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout, allow_split)
+               : launch_mma<64, 1>(dq, T, H, dkv, kv_stride, q_per_kv, didx, n_idx, dsink, scale, dout, allow_split);
+}
