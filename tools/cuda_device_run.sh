@@ -75,7 +75,7 @@ timeout 120 ./build/cuda/test_kernels --bench > "$O/bench/cuda2.txt" 2>&1; grep 
 
 echo "== 4. compute-sanitizer"
 for tool in memcheck racecheck; do
-  timeout 80 compute-sanitizer --tool $tool ./build/cuda/test_kernels --quick > "$O/sanitizer_$tool.txt" 2>&1
+  timeout 300 compute-sanitizer --tool $tool ./build/cuda/test_kernels --quick > "$O/sanitizer_$tool.txt" 2>&1
   echo "$tool: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|checks,' "$O/sanitizer_$tool.txt" | tr '\n' ' ')"
 done
 
