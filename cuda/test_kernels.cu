@@ -921,6 +921,160 @@ static void row(const char *name, int B, float ms, double bytes, double flops)
     fflush(stdout);
 }
 
+/* ---- the full CSA layer decode row (bench only): stand-ins for the steps that have no
+ * launch_ function in cuda/kernels.h. HCPre's RMS factor, Sinkhorn and pre-weighted sum, the
+ * router's sqrt-softplus + top-6, the expert gather / SwiGLU / scatter-add and the final
+ * combine run on the host or inside moe.cu / mhc.cu's C wrappers in the CUDA path; these
+ * kernels do the same arithmetic (spec/mhc.md [MHC-1..3], spec/moe.md [MOE-2..4]) in plain
+ * fp32 so the row times a whole layer on the device. Not checked against ref (timing only). */
+
+/* [MHC-1..3] one block per token, 256 threads. X: [n, hc, dim] (bf16 values); mix: [n, nmix]
+ * (the fp32 GEMM fn . x, unnormalized); scale: [3]; base: [nmix] -> a: [n, dim] (bf16 values),
+ * post: [n, hc], comb: [n, hc, hc]. hc <= 4. */
+__global__ void layer_mhc_pre_kernel(const float *X, const float *mix, const float *scale,
+                                     const float *base, int hc, int64_t dim, int iters,
+                                     float hc_eps, float norm_eps, float *a, float *post,
+                                     float *comb)
+{
+    __shared__ float red[256];
+    __shared__ float pre_s[4];
+    int64_t t = blockIdx.x, hd = (int64_t)hc * dim;
+    int nmix = (2 + hc) * hc;
+    const float *xt = X + t * hd;
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) ss = ss + xt[i] * xt[i];
+    red[threadIdx.x] = ss;
+    __syncthreads();
+    for (int s = 128; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) red[threadIdx.x] = red[threadIdx.x] + red[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        float r = rsqrtf(red[0] / (float)hd + norm_eps);
+        float m[24], c[16], rs[4], cs[4];
+        for (int i = 0; i < nmix; i++) m[i] = mix[t * nmix + i] * r;
+        for (int j = 0; j < hc; j++) {
+            pre_s[j] = 1.0f / (1.0f + expf(-(m[j] * scale[0] + base[j]))) + hc_eps;
+            post[t * hc + j] = 2.0f / (1.0f + expf(-(m[hc + j] * scale[1] + base[hc + j])));
+        }
+        for (int j = 0; j < hc; j++) {               /* row softmax + eps */
+            float mx = -INFINITY, s = 0.0f;
+            for (int k = 0; k < hc; k++) {
+                int i = 2 * hc + j * hc + k;
+                c[j * hc + k] = m[i] * scale[2] + base[i];
+                mx = fmaxf(mx, c[j * hc + k]);
+            }
+            for (int k = 0; k < hc; k++) { c[j * hc + k] = expf(c[j * hc + k] - mx); s = s + c[j * hc + k]; }
+            for (int k = 0; k < hc; k++) c[j * hc + k] = c[j * hc + k] / s + hc_eps;
+        }
+        for (int it = 0; it < iters; it++) {
+            if (it > 0) {
+                for (int j = 0; j < hc; j++) {
+                    rs[j] = 0.0f;
+                    for (int k = 0; k < hc; k++) rs[j] = rs[j] + c[j * hc + k];
+                    for (int k = 0; k < hc; k++) c[j * hc + k] = c[j * hc + k] / (rs[j] + hc_eps);
+                }
+            }
+            for (int k = 0; k < hc; k++) {
+                cs[k] = 0.0f;
+                for (int j = 0; j < hc; j++) cs[k] = cs[k] + c[j * hc + k];
+            }
+            for (int j = 0; j < hc; j++)
+                for (int k = 0; k < hc; k++) c[j * hc + k] = c[j * hc + k] / (cs[k] + hc_eps);
+        }
+        for (int i = 0; i < hc * hc; i++) comb[t * hc * hc + i] = c[i];
+    }
+    __syncthreads();
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
+        float s = 0.0f;
+        for (int j = 0; j < hc; j++) s = s + pre_s[j] * xt[j * dim + d];
+        a[t * dim + d] = d_round_bf16(s);
+    }
+}
+
+/* [MOE-2] one block of E = 256 threads per token. logit: [n, E] (fp32 GEMM); bias: [E] ->
+ * ids: [n, k], w: [n, k]. s = sqrt(softplus(l)); top-k of s + bias (ties: lower id);
+ * w = s[ids] / sum * route_scale. k <= 8. */
+__global__ void layer_route_kernel(const float *logit, const float *bias, int k,
+                                   float route_scale, int32_t *ids, float *w)
+{
+    __shared__ float s_s[256];
+    __shared__ float wv[8];
+    __shared__ int wi[8];
+    __shared__ int sel[8];
+    int64_t t = blockIdx.x;
+    int e = threadIdx.x, lane = e & 31, warp = e >> 5;
+    float l = logit[t * 256 + e];
+    float s = sqrtf(l > 20.0f ? l : log1pf(expf(l)));
+    s_s[e] = s;
+    float v = s + bias[e];
+    for (int r = 0; r < k; r++) {
+        float bv = v; int bi = e;
+        for (int off = 16; off > 0; off >>= 1) {
+            float ov = __shfl_down_sync(0xffffffffu, bv, off);
+            int oi = __shfl_down_sync(0xffffffffu, bi, off);
+            if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+        }
+        if (lane == 0) { wv[warp] = bv; wi[warp] = bi; }
+        __syncthreads();
+        if (e == 0) {
+            float b = wv[0]; int bj = wi[0];
+            for (int q = 1; q < 8; q++)
+                if (wv[q] > b || (wv[q] == b && wi[q] < bj)) { b = wv[q]; bj = wi[q]; }
+            sel[r] = bj;
+        }
+        __syncthreads();
+        if (e == sel[r]) v = -INFINITY;
+    }
+    if (e == 0) {
+        float sum = 0.0f;
+        for (int i = 0; i < k; i++) sum = sum + s_s[sel[i]];
+        for (int i = 0; i < k; i++) {
+            ids[t * k + i] = sel[i];
+            w[t * k + i] = s_s[sel[i]] / sum * route_scale;
+        }
+    }
+}
+
+/* one block per routed row r: xa[r] = a[slot[r] / k]; rw[r] = wts[slot[r]] */
+__global__ void layer_gather_kernel(const float *a, const int32_t *slot, const float *wts, int k,
+                                    int64_t dim, float *xa, float *rw)
+{
+    int64_t r = blockIdx.x;
+    int64_t t = slot[r] / k;
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) xa[r * dim + d] = a[t * dim + d];
+    if (threadIdx.x == 0) rw[r] = wts[slot[r]];
+}
+
+/* [MOE-3] g, u: [n, inter]; rw: [n] or NULL -> g = bf16(rw * silu(min(g, l)) * clamp(u, -l, l)) */
+__global__ void layer_swiglu_kernel(float *g, const float *u, const float *rw, int64_t n,
+                                    int64_t inter, float lim)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n * inter) return;
+    float gv = fminf(g[i], lim), uv = fminf(fmaxf(u[i], -lim), lim);
+    float h = gv / (1.0f + expf(-gv)) * uv;
+    if (rw) h = rw[i / inter] * h;
+    g[i] = d_round_bf16(h);
+}
+
+/* [MOE-4] one block per routed row r: acc[slot[r] / k] += ye[r] (one expert at a time, so the
+ * rows of one launch are distinct tokens: no race) */
+__global__ void layer_scatter_add_kernel(float *acc, const float *ye, const int32_t *slot, int k,
+                                         int64_t dim)
+{
+    int64_t r = blockIdx.x;
+    int64_t t = slot[r] / k;
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) acc[t * dim + d] = acc[t * dim + d] + ye[r * dim + d];
+}
+
+/* [MOE-4] y = bf16(acc + shared) */
+__global__ void layer_moe_out_kernel(const float *acc, const float *ys, float *y, int64_t n)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = d_round_bf16(acc[i] + ys[i]);
+}
+
 static int bench(void)
 {
     char desc[256];
@@ -1155,6 +1309,101 @@ static int bench(void)
             double abytes = (double)B * ((double)n * 128 * 2 + n * 8 + (WIN + 512) * D * 2);
             double fl = 2.0 * B * (wbytes) + (double)B * (2.0 * n * 64 * 128 + 4.0 * H * (WIN + 512) * D);
             row("CSA layer decode @1M (FP8 weights)", B, ms, wbytes + abytes, fl);
+            /* the WHOLE decode layer (V4-Flash Block.forward, spec/model.md [MDL-3]): HCPre_attn
+             * (hc 4: fp32 mixes GEMM [24 x 16384] + layer_mhc_pre_kernel), attn_norm, the
+             * attention sequence above, HCPost (launch_mhc_post), HCPre_ffn, ffn_norm, the MoE
+             * (router: fp32 GEMM of the bf16 gate [256 x 4096] + layer_route_kernel; ids to the
+             * host as the official .tolist(); per distinct expert in ascending id: gather its
+             * tokens, FP4 w1 / w3 [2048 x 4096], SwiGLU, FP4 w2 [4096 x 2048], scatter-add; the
+             * FP8 shared expert; y = bf16(sum)), HCPost. The input streams X stay the same on
+             * every call (a timing loop, not a decode). All 256 experts' weights exist (3 x 4.25
+             * MB each, ~3.3 GB host and, for those hit, device); which ones run is the router's
+             * choice on this random data. */
+            {
+                const int hc = 4, nmix = (2 + hc) * hc, E = 256, K6 = 6;
+                const int64_t inter = 2048, hd = hc * dim;
+                static std::vector<wstore> experts;   /* [E][w1, w3, w2], made once for both B */
+                if (experts.empty()) {
+                    wstore b1, b3, b2;
+                    make_weight(b1, 3, inter, dim); make_weight(b3, 3, inter, dim); make_weight(b2, 3, dim, inter);
+                    experts.reserve((size_t)E * 3);
+                    for (int e = 0; e < E; e++) { experts.push_back(b1); experts.push_back(b3); experts.push_back(b2); }
+                    for (auto &w : experts) { w.w.data = w.data.data(); w.w.scale = w.scale.data(); }   /* distinct host copies = distinct device copies */
+                }
+                wstore hfa, hff, gate, s1, s3, s2;
+                make_weight(hfa, 0, nmix, hd); make_weight(hff, 0, nmix, hd); make_weight(gate, 1, E, dim);
+                make_weight(s1, 2, inter, dim); make_weight(s3, 2, inter, dim); make_weight(s2, 2, dim, inter);
+                float *X, *X2, *X3, *mix, *post, *comb, *hsc, *hba, *nw, *logit, *gb, *rwt, *xa, *rw, *eg, *eu, *ye, *acc, *gs, *us, *ys, *mo;
+                int32_t *ids, *slots;
+                cudaMalloc(&X, B * hd * 4); cudaMalloc(&X2, B * hd * 4); cudaMalloc(&X3, B * hd * 4);
+                cudaMalloc(&mix, B * nmix * 4); cudaMalloc(&post, B * hc * 4); cudaMalloc(&comb, B * hc * hc * 4);
+                cudaMalloc(&hsc, 3 * 4); cudaMalloc(&hba, nmix * 4); cudaMalloc(&nw, dim * 4);
+                cudaMalloc(&logit, B * E * 4); cudaMalloc(&gb, E * 4); cudaMalloc(&rwt, B * K6 * 4);
+                cudaMalloc(&ids, B * K6 * 4); cudaMalloc(&slots, B * K6 * 4);
+                cudaMalloc(&xa, B * dim * 4); cudaMalloc(&rw, B * 4); cudaMalloc(&eg, B * inter * 4);
+                cudaMalloc(&eu, B * inter * 4); cudaMalloc(&ye, B * dim * 4); cudaMalloc(&acc, B * dim * 4);
+                cudaMalloc(&gs, B * inter * 4); cudaMalloc(&us, B * inter * 4); cudaMalloc(&ys, B * dim * 4);
+                cudaMalloc(&mo, B * dim * 4);
+                fill_f32(X, B * hd, 2.0f); fill_f32(hsc, 3, 1.0f); fill_f32(hba, nmix, 1.0f);
+                fill_f32(nw, dim, 2.0f); fill_f32(gb, E, 0.01f);
+                std::vector<int32_t> hid((size_t)(B * K6)), hslot((size_t)(B * K6)), cnt(E);
+                int distinct = 0;
+                auto hc_pre = [&](const wstore &fn, const float *Xin) {
+                    launch_linear(&fn.w, Xin, mix, B, 1, DSV4_OFFICIAL);
+                    layer_mhc_pre_kernel<<<(unsigned)B, 256>>>(Xin, mix, hsc, hba, hc, dim, 20, 1e-6f, 1e-6f, x, post, comb);
+                    launch_rmsnorm(x, nw, x, B, (int)dim, 1e-6f, DSV4_OFFICIAL);   /* attn_norm / ffn_norm */
+                };
+                auto full = [&] {
+                    hc_pre(hfa, X);
+                    layer();                                              /* x -> y */
+                    launch_mhc_post(y, X, post, comb, B, hc, dim, X2, DSV4_OFFICIAL);
+                    hc_pre(hff, X2);
+                    launch_linear(&gate.w, x, logit, B, 1, DSV4_OFFICIAL);
+                    layer_route_kernel<<<(unsigned)B, E>>>(logit, gb, K6, 1.5f, ids, rwt);
+                    cudaMemcpy(hid.data(), ids, hid.size() * 4, cudaMemcpyDeviceToHost);
+                    std::fill(cnt.begin(), cnt.end(), 0);
+                    for (int32_t v : hid) if (v >= 0 && v < E) cnt[v]++;
+                    std::vector<int> off(E + 1, 0);
+                    for (int e = 0; e < E; e++) off[e + 1] = off[e] + cnt[e];
+                    std::vector<int> fillp(off.begin(), off.end() - 1);
+                    for (int i = 0; i < B * K6; i++) if (hid[i] >= 0 && hid[i] < E) hslot[(size_t)fillp[hid[i]]++] = i;
+                    cudaMemcpy(slots, hslot.data(), hslot.size() * 4, cudaMemcpyHostToDevice);
+                    cudaMemsetAsync(acc, 0, B * dim * 4);
+                    distinct = 0;
+                    for (int e = 0; e < E; e++) {
+                        int m = cnt[e];
+                        if (!m) continue;
+                        distinct++;
+                        const int32_t *sl = slots + off[e];
+                        layer_gather_kernel<<<(unsigned)m, 256>>>(x, sl, rwt, K6, dim, xa, rw);
+                        launch_linear(&experts[(size_t)e * 3].w, xa, eg, m, 0, DSV4_OFFICIAL);
+                        launch_linear(&experts[(size_t)e * 3 + 1].w, xa, eu, m, 0, DSV4_OFFICIAL);
+                        layer_swiglu_kernel<<<(unsigned)((m * inter + 255) / 256), 256>>>(eg, eu, rw, m, inter, 10.0f);
+                        launch_linear(&experts[(size_t)e * 3 + 2].w, eg, ye, m, 0, DSV4_OFFICIAL);
+                        layer_scatter_add_kernel<<<(unsigned)m, 256>>>(acc, ye, sl, K6, dim);
+                    }
+                    launch_linear(&s1.w, x, gs, B, 0, DSV4_OFFICIAL);
+                    launch_linear(&s3.w, x, us, B, 0, DSV4_OFFICIAL);
+                    layer_swiglu_kernel<<<(unsigned)((B * inter + 255) / 256), 256>>>(gs, us, NULL, B, inter, 10.0f);
+                    launch_linear(&s2.w, gs, ys, B, 0, DSV4_OFFICIAL);
+                    layer_moe_out_kernel<<<(unsigned)((B * dim + 255) / 256), 256>>>(acc, ys, mo, B * dim);
+                    launch_mhc_post(mo, X2, post, comb, B, hc, dim, X3, DSV4_OFFICIAL);
+                };
+                float msf = time_ms(full, 10);
+                /* bytes: the attention row's + weights touched (hc fns fp32, norms, bf16 gate, the
+                 * distinct FP4 experts hit with their e8m0 scales, the FP8 shared expert) + the
+                 * streams (each HCPre reads X twice, each HCPost reads res and writes y) */
+                double ebytes = 3.0 * (inter * dim / 2 + inter * dim / 32);
+                double mbytes = 2.0 * nmix * hd * 4 + 2.0 * dim * 4 + (double)E * dim * 2 + distinct * ebytes +
+                                3.0 * inter * dim + (double)B * 8 * hd * 4;
+                double mfl = 2.0 * B * (2.0 * nmix * hd + (double)E * dim + (K6 + 1) * 3.0 * inter * dim);
+                printf("layer full: %d distinct routed experts of %d hit at batch %d\n", distinct, E, B);
+                row("CSA layer decode @1M full (attn + mHC + MoE)", B, msf, wbytes + abytes + mbytes, fl + mfl);
+                cudaFree(X); cudaFree(X2); cudaFree(X3); cudaFree(mix); cudaFree(post); cudaFree(comb);
+                cudaFree(hsc); cudaFree(hba); cudaFree(nw); cudaFree(logit); cudaFree(gb); cudaFree(rwt);
+                cudaFree(ids); cudaFree(slots); cudaFree(xa); cudaFree(rw); cudaFree(eg); cudaFree(eu);
+                cudaFree(ye); cudaFree(acc); cudaFree(gs); cudaFree(us); cudaFree(ys); cudaFree(mo);
+            }
             cudaFree(x); cudaFree(qr); cudaFree(qq); cudaFree(kvr); cudaFree(o); cudaFree(og); cudaFree(z); cudaFree(y);
             cudaFree(iq); cudaFree(iw); cudaFree(u1); cudaFree(u2); cudaFree(score); cudaFree(qb); cudaFree(keys);
             cudaFree(pool); cudaFree(top); cudaFree(sink); cudaFree(cs);
