@@ -1267,7 +1267,7 @@ static int bench(void)
             cudaMalloc(&iw, B * 64 * 4); cudaMalloc(&u1, B * 1024 * 4); cudaMalloc(&u2, B * 1024 * 4);
             cudaMalloc(&score, (size_t)B * n * 4); cudaMalloc(&qb, B * HD * 2);
             cudaMalloc(&keys, (size_t)(B * n * 128) * 2); cudaMalloc(&pool, (size_t)(B * (n + WIN) * D) * 2);
-            cudaMalloc(&top, B * (WIN + 512) * 4);
+            cudaMalloc(&top, B * (WIN + 512) * 4); int32_t *topsel; cudaMalloc(&topsel, B * 512 * 4);
             float *sink; cudaMalloc(&sink, H * 4); fill_f32(sink, H, 1.0f);
             fill_f32(x, B * dim, 2.0f); fill_bf16(keys, (size_t)(B * n * 128), 4.0f); fill_bf16(pool, (size_t)(B * (n + WIN) * D), 2.0f);
             std::vector<int32_t> hidx((size_t)(B * (WIN + 512)));
@@ -1294,7 +1294,7 @@ static int bench(void)
                 launch_linear(&iwp.w, x, iw, B, 0, DSV4_OFFICIAL);
                 launch_f32_to_bf16(iq, qb, B * 64 * 128);
                 launch_indexer_scores_bf16(qb, iw, keys, n * 128, B, n, 64, 128, score);
-                launch_topk(score, B, n, 512, top);
+                launch_topk(score, B, n, 512, topsel);   /* [B, 512]; the list below keeps its [B, 640] layout */
                 launch_f32_to_bf16(qq, qb, B * HD);
                 launch_sparse_attention_bf16(qb, B, H, D, pool, (n + WIN) * D, 1, top, WIN + 512, sink, 0.0441941738f, o);
                 launch_rope_rows(o, B * H, D, D - 64, 64, cs, ROPE_INTERLEAVED, 1, DSV4_OFFICIAL);
@@ -1406,7 +1406,7 @@ static int bench(void)
             }
             cudaFree(x); cudaFree(qr); cudaFree(qq); cudaFree(kvr); cudaFree(o); cudaFree(og); cudaFree(z); cudaFree(y);
             cudaFree(iq); cudaFree(iw); cudaFree(u1); cudaFree(u2); cudaFree(score); cudaFree(qb); cudaFree(keys);
-            cudaFree(pool); cudaFree(top); cudaFree(sink); cudaFree(cs);
+            cudaFree(pool); cudaFree(top); cudaFree(topsel); cudaFree(sink); cudaFree(cs);
             cuda_release();
         }
     }
