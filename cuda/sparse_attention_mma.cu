@@ -12,7 +12,7 @@
  * cores in four partial sums over D/4 each, added ((s0 + s1) + (s2 + s3)); sum p as a tree;
  * the tensor cores add bf16(p) v straight onto acc a (as sparse_attention_pipe.cu).
  *
- * sparse_mma_kernel<D, HT>: grid (T * H/(16 HT), 1, splits), block 128 HT threads
+ * sparse_mma_kernel<D, HT, HALF = 0>: grid (T * H/(16 HT), 1, splits), block 128 HT threads
  *   (HT = 2: 8 warps, 32 heads; HT = 1: 4 warps, 16 heads, for H % 32 == 16),
  *   1 block per SM (~226 KB shared for D = 512, HT = 2).
  * Warp w = (head tile ht = w / 4, quarter dq = w % 4): heads h0 = 16 ht .. +15 of the block,
@@ -45,6 +45,21 @@
  *      2 mma each.
  *   ~ (D/32) x 8 mma + D/16 x 4 ldmatrix + ~250 other instructions per warp per tile, vs
  *   ~4000 per warp for sparse_pipe_kernel (spec/cuda.md "Why still below").
+ * sparse_mma_kernel<D, 1, HALF = 1> ("mma2", cfg 1, sparse_attention_variant(3)): the same
+ *   arithmetic with 2 blocks resident per SM (__launch_bounds__(128, 2); D = 512: 225
+ *   registers, 115488 bytes of shared memory, so that 2 x (115488 + 1024 reserved) <= 228 KB).
+ *   HT = 1 (4 warps, 16 heads: 4 blocks per query at H = 64, each gathering the same rows,
+ *   the repeats L2 hits); the ring holds 3 HALF tiles (32 rows each, half tile u in slot
+ *   u % 3, the same swizzle since a half starts at key 0 or 32); the softmax block stays 64
+ *   keys. Per tile kb (halves 2kb, 2kb + 1 in slots sa, sa + 1; one cp.async group per half):
+ *   wait half 2kb, __syncthreads, gather half 2kb + 2 into the third slot (freed by P.V of
+ *   tile kb - 1); S over keys 0..31; wait half 2kb + 1, __syncthreads; S over keys 32..63;
+ *   steps 3-4 as above (the head-tile barrier = __syncthreads); P.V key steps 0, 1;
+ *   __syncthreads (half 2kb read by all); gather half 2kb + 3 into its slot; key steps 2, 3.
+ *   Each s / o accumulator sees the same mma in the same order as the full-tile kernel, so
+ *   one-pass results are bit-identical to it. Validity comes from 64-bit masks (ballot of
+ *   the row numbers, ring of 4) so that 2 row-number slots suffice (the 256 bytes that make
+ *   2 blocks fit). Key split as below with 2 x SMs block slots (the occupancy API).
  * Few queries (T * H/(16 HT) <= SMs / 2, e.g. batch 1): the key list is split into chunks
  * of whole 64-key blocks (grid.z) merged by launch_sparse_combine (sparse_attention.cu):
  * part [T, H, splits, D + 2] = (M, den, acc) per split — the same flash-decoding split and
@@ -518,7 +533,8 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
 }
 
 /* resident blocks per SM of one instantiation (the occupancy API; sets the dynamic shared
- * memory attribute first, and for HALF the carveout to all shared memory) */
+ * memory attribute first, and for HALF the carveout to all shared memory); < 0 (error set)
+ * when an attribute cannot be set */
 template <int D, int HT, int HALF>
 static int mma_blocks_per_sm()
 {
@@ -544,7 +560,8 @@ static int launch_mma(const void *dq, int64_t T, int64_t H, const void *dkv, int
 {
     typedef mma_cfg<D, HT, HALF> C;
     /* HALF = 0 keeps its split as before (1 block per SM assumed, whatever D) */
-    const int bps_real = mma_blocks_per_sm<D, HT, HALF>();
+    const int bps_real = mma_blocks_per_sm<D, HT, HALF>();   /* < 0: an attribute failed */
+    if (bps_real < 0) return -1;
     const int bps = HALF ? bps_real : 1;
     static int n_sm = 0;
     if (n_sm <= 0) {

@@ -804,6 +804,7 @@ static void test_sparse_attention_batched(void)
         cudaMemcpy(dk, kb.data(), kb.size() * 2, cudaMemcpyHostToDevice);
         cudaMemcpy(di, i32.data(), i32.size() * 4, cudaMemcpyHostToDevice);
         cudaMemcpy(ds, sink.data(), H * 4, cudaMemcpyHostToDevice);
+        std::vector<float> mma_one_pass;   /* mma2 one pass must equal mma one pass bit for bit */
         for (int var = 0; var < SPA_NVAR; var++)
         for (int split = 0; split < 2; split++) {
             if (var == 1 && H % 32 != 0) continue;         /* the pipelined kernel needs H % 32 */
@@ -825,6 +826,15 @@ static void test_sparse_attention_batched(void)
                          (long long)D, spa_variant_name[var], split ? "key split" : "one pass");
             if (rc) { check_true(what, false, dsv4_last_error()); continue; }
             check_rel(what, got.data(), want.data(), got.size(), 1e-2);
+            if (var == 0 && split == 0) mma_one_pass = got;
+            if (var == 3 && split == 0 && mma_one_pass.size() == got.size()) {
+                size_t ndiff = 0;
+                for (size_t i = 0; i < got.size(); i++) ndiff += memcmp(&got[i], &mma_one_pass[i], 4) != 0;
+                char w2[128], d2[64];
+                snprintf(w2, sizeof w2, "%.96s == mma bitwise", what);
+                snprintf(d2, sizeof d2, "%zu of %zu outputs differ", ndiff, got.size());
+                check_true(w2, ndiff == 0, d2);
+            }
             if (T > 3) {   /* query 3: every entry masked -> exactly 0 */
                 bool zero = true;
                 for (int64_t i = 3 * H * D; i < 4 * H * D; i++) zero = zero && got[(size_t)i] == 0.0f;
