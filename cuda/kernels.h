@@ -143,7 +143,8 @@ int launch_sparse_attention_bf16(const void *dq_bf16, int64_t T, int64_t H, int6
 void sparse_attention_allow_split(int on);
 void sparse_attention_use_pipe(int on);
 /* kernel of launch_sparse_attention_bf16: -1 default (sparse_attention_default_variant in
- * sparse_attention.cu: mma where it applies), 0 mma, 1 pipelined wmma, 2 plain wmma */
+ * sparse_attention.cu: mma where it applies), 0 mma, 1 pipelined wmma, 2 plain wmma,
+ * 3 mma2 (the mma kernel at HT = 1 with a 3-half-tile ring: 2 blocks per SM) */
 void sparse_attention_variant(int v);
 /* merge of key splits (both tensor-core kernels): part: [T, H, ns, D + 2] -> out: [T, H, D] */
 int launch_sparse_combine(const float *part, int64_t T, int64_t H, int64_t D, int64_t ns,
@@ -164,6 +165,14 @@ int launch_sparse_attention_mma(const void *dq_bf16, int64_t T, int64_t H, int64
                                 const void *dkv_bf16, int64_t kv_stride, int64_t q_per_kv,
                                 const int32_t *didx, int64_t n_idx, const float *dsink,
                                 float scale, float *dout, int allow_split);
+/* the same with the configuration: cfg 0 = the above (3 full-tile stages, 1 block per SM),
+ * cfg 1 = mma2 (HT = 1, a ring of 3 half tiles, 2 blocks per SM; same numerics) */
+int launch_sparse_attention_mma_cfg(const void *dq_bf16, int64_t T, int64_t H, int64_t D,
+                                    const void *dkv_bf16, int64_t kv_stride, int64_t q_per_kv,
+                                    const int32_t *didx, int64_t n_idx, const float *dsink,
+                                    float scale, float *dout, int allow_split, int cfg);
+/* resident blocks per SM of cfg (0 at HT = 2, or 1) for D in {64, 128, 512} (occupancy API) */
+int sparse_attention_mma_blocks_per_sm(int64_t D, int cfg);
 
 /* ---- mhc.cu  [MHC-4] ---- */
 int cuda_mhc_post(const float *o, const float *res, const float *post, const float *comb,

@@ -29,10 +29,11 @@
  *   list's (differences of bf16-rounding size, inside the official-mode limit);
  *   sparse_attention_allow_split(0) turns it off.
  *
- * launch_sparse_attention_bf16 (official, bf16) picks one of three kernels:
- * sparse_attention_variant(-1 default / 0 mma / 1 pipe / 2 wmma); the default is decided in
- * ONE place, sparse_attention_default_variant below (the mma kernel of
- * sparse_attention_mma.cu wherever it applies). */
+ * launch_sparse_attention_bf16 (official, bf16) picks one of four kernels:
+ * sparse_attention_variant(-1 default / 0 mma / 1 pipe / 2 wmma / 3 mma2 = the mma kernel's
+ * 2-blocks-per-SM configuration); the default is decided in ONE place,
+ * sparse_attention_default_variant below (the mma kernel of sparse_attention_mma.cu, 1 block
+ * per SM, wherever it applies). */
 #include <cstdlib>
 #include <mma.h>
 #include <cuda_pipeline.h>
@@ -349,10 +350,11 @@ static int g_allow_split = 1;
 #define SPA_VARIANT_MMA 0    /* sparse_attention_mma.cu: mma.sync + ldmatrix, 3-stage gather */
 #define SPA_VARIANT_PIPE 1   /* sparse_attention_pipe.cu: wmma, 2-stage gather */
 #define SPA_VARIANT_WMMA 2   /* sparse_wmma_kernel below */
+#define SPA_VARIANT_MMA2 3   /* sparse_attention_mma.cu cfg 1: HT = 1, 3 half-tile ring, 2 blocks/SM */
 static int g_variant = SPA_VARIANT_DEFAULT;
 /* -1: the default (sparse_attention_default_variant), 0: mma, 1: pipelined wmma, 2: plain
- * wmma; for the kernel lab, the benchmark, and flipping the default back after a GPU run */
-extern "C" void sparse_attention_variant(int v) { g_variant = v < -1 || v > 2 ? SPA_VARIANT_DEFAULT : v; }
+ * wmma, 3: mma2; for the kernel lab, the benchmark, and flipping the default after a GPU run */
+extern "C" void sparse_attention_variant(int v) { g_variant = v < -1 || v > 3 ? SPA_VARIANT_DEFAULT : v; }
 /* 0: the plain tensor-core kernel (sparse_wmma_kernel), 1: the pipelined one
  * (sparse_attention_pipe.cu); an explicit choice like sparse_attention_variant(2 / 1) */
 extern "C" void sparse_attention_use_pipe(int on) { g_variant = on ? SPA_VARIANT_PIPE : SPA_VARIANT_WMMA; }
@@ -362,7 +364,8 @@ extern "C" void sparse_attention_allow_split(int on) { g_allow_split = on; }
 /* THE default choice of the official bf16 kernel for a shape: the mma kernel wherever it
  * applies (H % 16 == 0, D in {64, 128, 512}, 16-byte kv rows), else the pipelined kernel
  * (H % 32 == 0), else the plain wmma one. To go back to the pipelined kernel by default,
- * return SPA_VARIANT_PIPE first here. */
+ * return SPA_VARIANT_PIPE first here; for the 2-blocks-per-SM configuration of the mma
+ * kernel, return SPA_VARIANT_MMA2 where it returns SPA_VARIANT_MMA. */
 static int sparse_attention_default_variant(int64_t H, int64_t D, const void *dkv, int64_t kv_stride)
 {
     if (sparse_attention_mma_supports(H, D, dkv, kv_stride)) return SPA_VARIANT_MMA;
@@ -413,9 +416,9 @@ extern "C" int launch_sparse_attention_bf16(const void *dq, int64_t T, int64_t H
 {
     if (T <= 0) return 0;
     int v = g_variant == SPA_VARIANT_DEFAULT ? sparse_attention_default_variant(H, D, dkv, kv_stride) : g_variant;
-    if (v == SPA_VARIANT_MMA && sparse_attention_mma_supports(H, D, dkv, kv_stride))
-        return launch_sparse_attention_mma(dq, T, H, D, dkv, kv_stride, q_per_kv, didx, n_idx, dsink,
-                                           scale, dout, g_allow_split);
+    if ((v == SPA_VARIANT_MMA || v == SPA_VARIANT_MMA2) && sparse_attention_mma_supports(H, D, dkv, kv_stride))
+        return launch_sparse_attention_mma_cfg(dq, T, H, D, dkv, kv_stride, q_per_kv, didx, n_idx, dsink,
+                                               scale, dout, g_allow_split, v == SPA_VARIANT_MMA2 ? 1 : 0);
     if (v != SPA_VARIANT_WMMA && H % 32 == 0 && (D == 512 || D == 128 || D == 64))
         return launch_sparse_attention_pipe(dq, T, H, D, dkv, kv_stride, q_per_kv, didx, n_idx, dsink,
                                             scale, dout, g_allow_split);

@@ -674,7 +674,8 @@ static void test_indexer_batched(void)
 /* ---- sparse attention ---- */
 
 /* the official bf16 kernels by sparse_attention_variant number: lab and bench names */
-static const char *const spa_variant_name[3] = { "mma", "pipelined", "wmma" };
+static const char *const spa_variant_name[4] = { "mma", "pipelined", "wmma", "mma2" };
+#define SPA_NVAR 4
 
 static void test_sparse_attention(void)
 {
@@ -704,7 +705,7 @@ static void test_sparse_attention(void)
             cudaMemcpy(dk, kb.data(), kb.size() * 2, cudaMemcpyHostToDevice);
             cudaMemcpy(di, i32.data(), i32.size() * 4, cudaMemcpyHostToDevice);
             cudaMemcpy(ds, sink.data(), H * 4, cudaMemcpyHostToDevice);
-            for (int var = 0; var < 3; var++)
+            for (int var = 0; var < SPA_NVAR; var++)
             for (int split = 0; split < 2; split++) {
                 sparse_attention_variant(var);
                 sparse_attention_allow_split(split);
@@ -724,7 +725,7 @@ static void test_sparse_attention(void)
             {
                 std::vector<int32_t> none32(100, -1);
                 cudaMemcpy(di, none32.data(), none32.size() * 4, cudaMemcpyHostToDevice);
-                for (int var = 0; var < 3; var++)
+                for (int var = 0; var < SPA_NVAR; var++)
                 for (int split = 0; split < 2; split++) {
                     sparse_attention_variant(var);
                     sparse_attention_allow_split(split);
@@ -744,6 +745,13 @@ static void test_sparse_attention(void)
             sparse_attention_allow_split(1);
             sparse_attention_variant(-1);
             cudaFree(dq); cudaFree(dk); cudaFree(di); cudaFree(ds); cudaFree(dout);
+            /* the mma2 configuration exists to keep 2 blocks resident per SM (D = 512) */
+            {
+                int b1 = sparse_attention_mma_blocks_per_sm(512, 0), b2 = sparse_attention_mma_blocks_per_sm(512, 1);
+                char msg[96];
+                snprintf(msg, sizeof msg, "%d blocks/SM (mma: %d)", b2, b1);
+                check_true("sparse_attention mma2 D=512 occupancy >= 2 blocks/SM", b2 >= 2, msg);
+            }
         }
         /* all masked: exactly zero */
         std::vector<int64_t> none(100, -1);
@@ -796,7 +804,8 @@ static void test_sparse_attention_batched(void)
         cudaMemcpy(dk, kb.data(), kb.size() * 2, cudaMemcpyHostToDevice);
         cudaMemcpy(di, i32.data(), i32.size() * 4, cudaMemcpyHostToDevice);
         cudaMemcpy(ds, sink.data(), H * 4, cudaMemcpyHostToDevice);
-        for (int var = 0; var < 3; var++)
+        std::vector<float> mma_one_pass;   /* mma2 one pass must equal mma one pass bit for bit */
+        for (int var = 0; var < SPA_NVAR; var++)
         for (int split = 0; split < 2; split++) {
             if (var == 1 && H % 32 != 0) continue;         /* the pipelined kernel needs H % 32 */
             if (var == 2 && n_idx > 1000) continue;        /* the plain kernel: short lists only */
@@ -817,6 +826,15 @@ static void test_sparse_attention_batched(void)
                          (long long)D, spa_variant_name[var], split ? "key split" : "one pass");
             if (rc) { check_true(what, false, dsv4_last_error()); continue; }
             check_rel(what, got.data(), want.data(), got.size(), 1e-2);
+            if (var == 0 && split == 0) mma_one_pass = got;
+            if (var == 3 && split == 0 && mma_one_pass.size() == got.size()) {
+                size_t ndiff = 0;
+                for (size_t i = 0; i < got.size(); i++) ndiff += memcmp(&got[i], &mma_one_pass[i], 4) != 0;
+                char w2[128], d2[64];
+                snprintf(w2, sizeof w2, "%.96s == mma bitwise", what);
+                snprintf(d2, sizeof d2, "%zu of %zu outputs differ", ndiff, got.size());
+                check_true(w2, ndiff == 0, d2);
+            }
             if (T > 3) {   /* query 3: every entry masked -> exactly 0 */
                 bool zero = true;
                 for (int64_t i = 3 * H * D; i < 4 * H * D; i++) zero = zero && got[(size_t)i] == 0.0f;
@@ -1117,10 +1135,11 @@ static int bench(void)
             double bytes = (double)B * (H * D * 2 + n_idx * D * 2 + n_idx * 4 + H * D * 4);
             double flops = (double)B * 4.0 * H * n_idx * D;
             const char *nmk = csa ? "CSA decode (128+512 of 262144)" : "HCA decode 1M (128+8192)";
-            /* the official bf16 kernels: mma (sparse_attention_mma.cu), pipe, wmma */
-            for (int var = 0; var < 3; var++)
+            /* the official bf16 kernels: mma (sparse_attention_mma.cu), its 2-blocks-per-SM
+             * configuration mma2 (variant 3, next to it), pipe, wmma */
+            for (int var : { 0, 3, 1, 2 })
             for (int split = 1; split >= 0; split--) {
-                static const char *const vname[3] = { "mma", "pipe", "wmma" };
+                static const char *const vname[4] = { "mma", "pipe", "wmma", "mma2" };
                 sparse_attention_variant(var);
                 sparse_attention_allow_split(split);
                 float ms = time_ms([&] { launch_sparse_attention_bf16(q, B, H, D, kv, n_pool * D, 1, idx, n_idx, sink, 0.0441941738f, out); });
