@@ -35,6 +35,7 @@
  * sparse_attention_default_variant below (the mma kernel of sparse_attention_mma.cu, 1 block
  * per SM, wherever it applies). */
 #include <cstdlib>
+#include <cstring>
 #include <mma.h>
 #include <cuda_pipeline.h>
 #include "cuda_common.cuh"
@@ -365,10 +366,17 @@ extern "C" void sparse_attention_allow_split(int on) { g_allow_split = on; }
  * applies (H % 16 == 0, D in {64, 128, 512}, 16-byte kv rows), else the pipelined kernel
  * (H % 32 == 0), else the plain wmma one. To go back to the pipelined kernel by default,
  * return SPA_VARIANT_PIPE first here; for the 2-blocks-per-SM configuration of the mma
- * kernel, return SPA_VARIANT_MMA2 where it returns SPA_VARIANT_MMA. */
+ * kernel, return SPA_VARIANT_MMA2 where it returns SPA_VARIANT_MMA. The environment variable
+ * DSV4_CUDA_ATTN=mma|mma2|pipe|wmma picks one for a run (golden checks of a variant). */
 static int sparse_attention_default_variant(int64_t H, int64_t D, const void *dkv, int64_t kv_stride)
 {
-    if (sparse_attention_mma_supports(H, D, dkv, kv_stride)) return SPA_VARIANT_MMA;
+    /* env DSV4_CUDA_ATTN=mma|mma2|pipe|wmma overrides (where the chosen kernel applies) */
+    const char *e = getenv("DSV4_CUDA_ATTN");
+    int mma_ok = sparse_attention_mma_supports(H, D, dkv, kv_stride);
+    if (e && mma_ok && strcmp(e, "mma2") == 0) return SPA_VARIANT_MMA2;
+    if (e && strcmp(e, "wmma") == 0) return SPA_VARIANT_WMMA;
+    if (e && strcmp(e, "pipe") == 0 && H % 32 == 0 && (D == 512 || D == 128 || D == 64)) return SPA_VARIANT_PIPE;
+    if (mma_ok) return SPA_VARIANT_MMA;
     if (H % 32 == 0 && (D == 512 || D == 128 || D == 64)) return SPA_VARIANT_PIPE;
     return SPA_VARIANT_WMMA;
 }
