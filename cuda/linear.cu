@@ -4,7 +4,7 @@
  * Kernels:
  *   act_quant_kernel   [LIN-3] x: [n, K] -> xq: [n, K] (e4m3 values as float), sx: [n, K/128]
  *                      grid (K/128, n), block 32: one warp per 128-wide block of one row.
- *                      (act_quant_h_kernel: the same with f16 codes, for the mma kernel.)
+ *                      (act_quant_kernel<__half>: the same with f16 codes, for the mma kernel.)
  *   linear_kernel<M>   grid (ceil(R/8), ceil(n/8)), block 256: each warp owns one output
  *                      feature r and 8 tokens; lane l reads weight elements k0+4l..k0+4l+3 of
  *                      each 128-wide K step (coalesced), dequantizes them in registers
@@ -70,7 +70,13 @@ struct dweight {
 
 /* ---- activation quantization [LIN-3] ---- */
 
-__global__ void act_quant_kernel(const float *x, int64_t K, float *xq, float *sx)
+/* the stored form of one quantized activation: the e4m3 value as float (the CUDA-core GEMMs)
+ * or as f16 (the mma kernel's operand; every e4m3 value is an f16 normal: exact) */
+__device__ __forceinline__ void store_code(float *p, float v) { *p = v; }
+__device__ __forceinline__ void store_code(__half *p, float v) { *p = __float2half_rn(v); }
+
+template <typename T>
+__global__ void act_quant_kernel(const float *x, int64_t K, T *xq, float *sx)
 {
     int64_t m = blockIdx.y, kb = blockIdx.x;
     const float *xb = x + m * K + kb * LIN_BLOCK;
@@ -82,8 +88,8 @@ __global__ void act_quant_kernel(const float *x, int64_t K, float *xq, float *sx
     amax = warp_max(amax);
     float s = d_fp8_pow2_scale(amax);
     for (int i = 0; i < 4; i++)
-        xq[m * K + kb * LIN_BLOCK + threadIdx.x * 4 + i] =
-            d_e4m3_to_float(d_e4m3_from_float(d_clampf(v[i] / s, -448.0f, 448.0f)));
+        store_code(&xq[m * K + kb * LIN_BLOCK + threadIdx.x * 4 + i],
+                   d_e4m3_to_float(d_e4m3_from_float(d_clampf(v[i] / s, -448.0f, 448.0f))));
     if (threadIdx.x == 0) sx[m * (K / LIN_BLOCK) + kb] = s;
 }
 
@@ -579,24 +585,6 @@ __device__ __forceinline__ uint32_t e2m1x2_to_f16x2(uint32_t v)
     return __byte_perm(0x3E3C3800u, 0x46444240u, sel) | sgn;
 }
 
-/* [LIN-3] act_quant with f16 codes for the mma kernel. x: [n, K] -> xh: [n, K] f16 (the e4m3
- * values, exact), sx: [n, K/128]. grid (K/128, n), block 32 (same arithmetic as act_quant_kernel) */
-__global__ void act_quant_h_kernel(const float *x, int64_t K, __half *xh, float *sx)
-{
-    int64_t m = blockIdx.y, kb = blockIdx.x;
-    const float *xb = x + m * K + kb * LIN_BLOCK;
-    float v[4], amax = 0.0f;
-    for (int i = 0; i < 4; i++) {
-        v[i] = xb[threadIdx.x * 4 + i];
-        amax = fmaxf(amax, fabsf(v[i]));
-    }
-    amax = warp_max(amax);
-    float s = d_fp8_pow2_scale(amax);
-    for (int i = 0; i < 4; i++)
-        xh[m * K + kb * LIN_BLOCK + threadIdx.x * 4 + i] =
-            __float2half_rn(d_e4m3_to_float(d_e4m3_from_float(d_clampf(v[i] / s, -448.0f, 448.0f))));
-    if (threadIdx.x == 0) sx[m * (K / LIN_BLOCK) + kb] = s;
-}
 
 /* x: [cnt] float -> bf16 (round to nearest even; exact for the bf16-valued inputs of the
  * official bf16 GEMMs). grid-stride, block 256 */
@@ -931,7 +919,7 @@ static int launch_linear_mma(const dweight &W, int mode, const float *dx, float 
     } else {
         sx = (float *)cuda_scratch(9, (size_t)(n * (K / LIN_BLOCK)) * sizeof(float));
         if (!sx) return -1;
-        act_quant_h_kernel<<<dim3((unsigned)(K / LIN_BLOCK), (unsigned)n), 32>>>(dx, K, (__half *)xh, sx);
+        act_quant_kernel<__half><<<dim3((unsigned)(K / LIN_BLOCK), (unsigned)n), 32>>>(dx, K, (__half *)xh, sx);
         CK_LAUNCH("act_quant_h");
     }
     int MT, NT, WK;
@@ -1072,7 +1060,7 @@ extern "C" int launch_linear(const dsv4_weight *w, const float *dx, float *dy, i
         xq = (float *)cuda_scratch(8, (size_t)(n * K) * sizeof(float));
         sx = (float *)cuda_scratch(9, (size_t)(n * (K / LIN_BLOCK)) * sizeof(float));
         if (!xq || !sx) return -1;
-        act_quant_kernel<<<dim3((unsigned)(K / LIN_BLOCK), (unsigned)n), 32>>>(dx, K, xq, sx);
+        act_quant_kernel<float><<<dim3((unsigned)(K / LIN_BLOCK), (unsigned)n), 32>>>(dx, K, xq, sx);
         CK_LAUNCH("act_quant");
     }
     if (variant == DSV4_GEMM_TC) {
