@@ -146,8 +146,22 @@ struct wstore {
     std::vector<uint8_t> data, scale;
 };
 
+/* kind: 0 F32, 1 BF16, 2 FP8 + e8m0 128x128 block scales, 3 FP4 + e8m0 per 32, 4 FP8 with
+ * F32 block scales (the e8m0 scales of kind 2 times a random factor in [1, 1.5): not powers of 2) */
 static void make_weight(wstore &s, int kind, int64_t R, int64_t K)
 {
+    if (kind == 4) {
+        make_weight(s, 2, R, K);
+        std::vector<uint8_t> f32s(s.scale.size() * 4);
+        for (size_t i = 0; i < s.scale.size(); i++) {
+            float v = e8m0_to_float(s.scale[i]) * (1.0f + 0.5f * rnd_uniform());
+            memcpy(&f32s[i * 4], &v, 4);
+        }
+        s.scale.swap(f32s);
+        s.w.scale = s.scale.data();
+        s.w.scale_dtype = DSV4_F32;
+        return;
+    }
     memset(&s.w, 0, sizeof s.w);
     s.w.rows = R; s.w.cols = K; s.w.name = "test weight";
     if (kind == 0 || kind == 1) {           /* F32 / BF16 */
@@ -176,6 +190,25 @@ static void make_weight(wstore &s, int kind, int64_t R, int64_t K)
     s.w.scale = s.scale.empty() ? NULL : s.scale.data();
 }
 
+/* One GEMM case: ref `linear` against cuda_linear with GEMM variant `variant`
+ * (linear_use_tensor_cores) on fresh random x (bf16-valued when bf16_x: what the official graph
+ * feeds), judged by check_rel at lim_of(num); `what` names the case. */
+static void check_linear_case(const char *what, wstore &s, int64_t n, int out_f32, dsv4_numerics num,
+                              int variant, bool bf16_x)
+{
+    int64_t R = s.w.rows, K = s.w.cols;
+    std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
+    if (bf16_x) to_bf16(x);
+    poison(got);
+    linear(&s.w, x.data(), want.data(), n, out_f32, num);
+    linear_use_tensor_cores(variant);
+    int rc = cuda_linear(&s.w, x.data(), got.data(), n, out_f32, num);
+    linear_use_tensor_cores(-1);
+    if (rc) check_true(what, false, dsv4_last_error());
+    else check_rel(what, got.data(), want.data(), got.size(), lim_of(num));
+    cuda_release();   /* the next case's weights may reuse these host addresses */
+}
+
 static void test_linear(void)
 {
     const char *kn[4] = { "f32", "bf16", "fp8", "fp4" };
@@ -193,22 +226,10 @@ static void test_linear(void)
                         int64_t R = 200, K = 384;
                         wstore s;
                         make_weight(s, kind, R, K);
-                        std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
-                        to_bf16(x);
-                        poison(got);
-                        linear(&s.w, x.data(), want.data(), n, out_f32, num);
-                        linear_use_tensor_cores(tc);
-                        int rc = cuda_linear(&s.w, x.data(), got.data(), n, out_f32, num);
-                        linear_use_tensor_cores(-1);
-                        if (rc) {
-                            check_true("linear", false, dsv4_last_error());
-                            continue;
-                        }
                         char what[96];
                         snprintf(what, sizeof what, "linear %s out_f32=%d %s%s [%lldx%lld]x%lld", kn[kind], out_f32,
                                  nm(num), vn[tc], (long long)R, (long long)K, (long long)n);
-                        check_rel(what, got.data(), want.data(), got.size(), lim_of(num));
-                        cuda_release();   /* the next case's weights may reuse these host addresses */
+                        check_linear_case(what, s, n, out_f32, num, tc, true);
                     }
 }
 
@@ -228,50 +249,22 @@ static void test_linear_mma(void)
                 if (kind == 4 && sh.K != 1024) continue;
                 int64_t R = sh.R, K = sh.K;
                 wstore s;
-                make_weight(s, kind == 4 ? 2 : kind, R, K);
-                std::vector<uint8_t> f32s;
-                if (kind == 4) {
-                    f32s.resize(s.scale.size() * 4);
-                    for (size_t i = 0; i < s.scale.size(); i++) {
-                        float v = e8m0_to_float(s.scale[i]) * (1.0f + 0.5f * rnd_uniform());
-                        memcpy(&f32s[i * 4], &v, 4);
-                    }
-                    s.w.scale = f32s.data();
-                    s.w.scale_dtype = DSV4_F32;
-                }
-                std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
-                to_bf16(x);
-                poison(got);
-                linear(&s.w, x.data(), want.data(), n, 0, DSV4_OFFICIAL);
-                linear_use_tensor_cores(DSV4_GEMM_MMA);
-                int rc = cuda_linear(&s.w, x.data(), got.data(), n, 0, DSV4_OFFICIAL);
-                linear_use_tensor_cores(-1);
+                make_weight(s, kind, R, K);
                 char what[96];
                 snprintf(what, sizeof what, "linear mma %s%s [%lldx%lld]x%lld", kn[kind == 4 ? 2 : kind],
                          kind == 4 ? " f32-scale" : "", (long long)R, (long long)K, (long long)n);
-                if (rc) check_true(what, false, dsv4_last_error());
-                else check_rel(what, got.data(), want.data(), got.size(), lim_of(DSV4_OFFICIAL));
-                cuda_release();
+                check_linear_case(what, s, n, 0, DSV4_OFFICIAL, DSV4_GEMM_MMA, true);
             }
     /* eight K slices over three 128-units: five warps of each block have empty slices */
     for (int kind = 1; kind <= 3; kind++) {
         int64_t R = 200, K = 384, n = 11;
         wstore s;
         make_weight(s, kind, R, K);
-        std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
-        to_bf16(x);
-        poison(got);
-        linear(&s.w, x.data(), want.data(), n, 0, DSV4_OFFICIAL);
-        setenv("DSV4_CUDA_MMA_WK", "8", 1);
-        linear_use_tensor_cores(DSV4_GEMM_MMA);
-        int rc = cuda_linear(&s.w, x.data(), got.data(), n, 0, DSV4_OFFICIAL);
-        linear_use_tensor_cores(-1);
-        unsetenv("DSV4_CUDA_MMA_WK");
         char what[96];
         snprintf(what, sizeof what, "linear mma %s WK=8 [%lldx%lld]x%lld", kn[kind], (long long)R, (long long)K, (long long)n);
-        if (rc) check_true(what, false, dsv4_last_error());
-        else check_rel(what, got.data(), want.data(), got.size(), lim_of(DSV4_OFFICIAL));
-        cuda_release();
+        setenv("DSV4_CUDA_MMA_WK", "8", 1);
+        check_linear_case(what, s, n, 0, DSV4_OFFICIAL, DSV4_GEMM_MMA, true);
+        unsetenv("DSV4_CUDA_MMA_WK");
     }
 }
 
@@ -299,30 +292,11 @@ static void test_linear_tiled(void)
                     int out_f32 = c == 1;
                     int64_t R = sh.R, K = (kind == 3 && sh.K == 1000) ? 992 : sh.K;
                     wstore s;
-                    make_weight(s, kind == 4 ? 2 : kind, R, K);
-                    std::vector<uint8_t> f32s;
-                    if (kind == 4) {
-                        f32s.resize(s.scale.size() * 4);
-                        for (size_t i = 0; i < s.scale.size(); i++) {
-                            float v = e8m0_to_float(s.scale[i]) * (1.0f + 0.5f * rnd_uniform());
-                            memcpy(&f32s[i * 4], &v, 4);
-                        }
-                        s.w.scale = f32s.data();
-                        s.w.scale_dtype = DSV4_F32;
-                    }
-                    std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
-                    if (num == DSV4_OFFICIAL) to_bf16(x);
-                    poison(got);
-                    linear(&s.w, x.data(), want.data(), n, out_f32, num);
-                    linear_use_tensor_cores(DSV4_GEMM_TILED);
-                    int rc = cuda_linear(&s.w, x.data(), got.data(), n, out_f32, num);
-                    linear_use_tensor_cores(-1);
+                    make_weight(s, kind, R, K);
                     char what[96];
                     snprintf(what, sizeof what, "linear tiled %s %s%s [%lldx%lld]x%lld", kn[kind], nm(num),
                              c == 1 ? " out_f32" : (c == 2 ? " bf16-out" : ""), (long long)R, (long long)K, (long long)n);
-                    if (rc) check_true(what, false, dsv4_last_error());
-                    else check_rel(what, got.data(), want.data(), got.size(), lim_of(num));
-                    cuda_release();
+                    check_linear_case(what, s, n, out_f32, num, DSV4_GEMM_TILED, num == DSV4_OFFICIAL);
                 }
     /* the split forced: 1 (no partials) and 16 over 12 K steps (empty slices) */
     for (const char *sp : { "1", "16" })
@@ -333,21 +307,12 @@ static void test_linear_tiled(void)
                 if (c == 1 && kind >= 2) continue;   /* official bf16-output form: f32 / bf16 */
                 wstore s;
                 make_weight(s, kind, R, K);
-                std::vector<float> x = randn((size_t)(n * K)), want((size_t)(n * R)), got((size_t)(n * R));
-                if (num == DSV4_OFFICIAL) to_bf16(x);
-                poison(got);
-                linear(&s.w, x.data(), want.data(), n, 0, num);
-                setenv("DSV4_CUDA_TILED_SPLIT", sp, 1);
-                linear_use_tensor_cores(DSV4_GEMM_TILED);
-                int rc = cuda_linear(&s.w, x.data(), got.data(), n, 0, num);
-                linear_use_tensor_cores(-1);
-                unsetenv("DSV4_CUDA_TILED_SPLIT");
                 char what[96];
                 snprintf(what, sizeof what, "linear tiled %s %s%s split=%s [%lldx%lld]x%lld", kn[kind], nm(num),
                          c == 1 ? " bf16-out" : "", sp, (long long)R, (long long)K, (long long)n);
-                if (rc) check_true(what, false, dsv4_last_error());
-                else check_rel(what, got.data(), want.data(), got.size(), lim_of(num));
-                cuda_release();
+                setenv("DSV4_CUDA_TILED_SPLIT", sp, 1);
+                check_linear_case(what, s, n, 0, num, DSV4_GEMM_TILED, num == DSV4_OFFICIAL);
+                unsetenv("DSV4_CUDA_TILED_SPLIT");
             }
 }
 
