@@ -139,6 +139,47 @@ __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const uint32_t (&a
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+/* Partial S of key groups JP0 .. JP1-1 (group jp = keys 16jp .. +15 = n-tiles 2jp, 2jp+1),
+ * group jp's rows at tb + (jp - JP0) 16 rows: per k16 step kk (the warp's dims) one
+ * ldmatrix.x4 per group (keys +0..7 / +8..15 x dims lo, the same x dims hi) and two mma. The
+ * per-n-tile sums run in ascending kk whatever the group range, so splitting a tile's groups
+ * over several calls gives identical bits. s: [8 n-tiles][4], qa: [KS][4] Q A-fragments,
+ * coff: [KS] swizzled byte offsets. */
+/* O += P V for key steps KK0 .. KK1-1 (step kk = keys 16kk .. +15), step kk's rows at tb +
+ * (kk - KK0) 16 rows: per 16-dim pair np of the warp's dims one ldmatrix.x4.trans (keys +0..7
+ * / +8..15 x dims lo, the same x dims hi: the B fragments k = key, n = dim) and two mma. Each
+ * o[n] gets its steps in ascending kk whatever the range, so splitting a tile's steps over
+ * several calls gives identical bits. o: [2 KS][4], pa: [4 steps][4] bf16(P) A-fragments. */
+template <int KS, int ROWB, int KK0, int KK1>
+__device__ __forceinline__ void mma_pv_steps(float (&o)[2 * KS][4], const uint32_t (&pa)[4][4], uint32_t tb,
+                                             const uint32_t (&coff)[KS])
+{
+#pragma unroll
+    for (int kk = KK0; kk < KK1; kk++) {
+#pragma unroll
+        for (int np = 0; np < KS; np++) {
+            uint32_t v0, v1, v2, v3;
+            mma_ldsm_x4_t(tb + (uint32_t)((kk - KK0) * 16 * ROWB) + coff[np], v0, v1, v2, v3);
+            mma_bf16_16816(o[2 * np], pa[kk], v0, v1);
+            mma_bf16_16816(o[2 * np + 1], pa[kk], v2, v3);
+        }
+    }
+}
+template <int KS, int ROWB, int JP0, int JP1>
+__device__ __forceinline__ void mma_qk_groups(float (&s)[8][4], const uint32_t (&qa)[KS][4], uint32_t tb,
+                                              const uint32_t (&coff)[KS])
+{
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+#pragma unroll
+        for (int jp = JP0; jp < JP1; jp++) {
+            uint32_t b0, b1, b2, b3;
+            mma_ldsm_x4(tb + (uint32_t)((jp - JP0) * 16 * ROWB) + coff[kk], b0, b1, b2, b3);
+            mma_bf16_16816(s[2 * jp], qa[kk], b0, b2);
+            mma_bf16_16816(s[2 * jp + 1], qa[kk], b1, b3);
+        }
+    }
+}
 /* 16-byte asynchronous copy; src_bytes = 0 zero-fills the destination (reads nothing) */
 __device__ __forceinline__ void mma_cp16(uint32_t dst, const void *src, uint32_t src_bytes)
 {
@@ -320,43 +361,13 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
 #pragma unroll
             for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
             if constexpr (!HALF) {
-                const uint32_t tb = tb0;
-#pragma unroll
-                for (int kk = 0; kk < C::KS; kk++) {
-#pragma unroll
-                    for (int jp = 0; jp < 4; jp++) {
-                        /* matrices: keys 16jp+0..7 / +8..15 x dims lo; the same x dims hi */
-                        uint32_t b0, b1, b2, b3;
-                        mma_ldsm_x4(tb + (uint32_t)(jp * 16 * C::ROWB) + coff[kk], b0, b1, b2, b3);
-                        mma_bf16_16816(s[2 * jp], qa[kk], b0, b2);
-                        mma_bf16_16816(s[2 * jp + 1], qa[kk], b1, b3);
-                    }
-                }
+                mma_qk_groups<C::KS, C::ROWB, 0, 4>(s, qa, tb0, coff);
             } else {
-                /* the same mma per n-tile in the same kk order (identical sums), half by
-                 * half: keys 0..31 while half 2kb + 1 may still be landing */
-#pragma unroll
-                for (int kk = 0; kk < C::KS; kk++) {
-#pragma unroll
-                    for (int jp = 0; jp < 2; jp++) {
-                        uint32_t b0, b1, b2, b3;
-                        mma_ldsm_x4(tb0 + (uint32_t)(jp * 16 * C::ROWB) + coff[kk], b0, b1, b2, b3);
-                        mma_bf16_16816(s[2 * jp], qa[kk], b0, b2);
-                        mma_bf16_16816(s[2 * jp + 1], qa[kk], b1, b3);
-                    }
-                }
+                /* half by half: keys 0..31 while half 2kb + 1 may still be landing */
+                mma_qk_groups<C::KS, C::ROWB, 0, 2>(s, qa, tb0, coff);
                 mma_cp_wait<1>();   /* half 2kb + 1 (committed: halves .. 2kb + 2) */
                 __syncthreads();    /* everyone's pieces of it */
-#pragma unroll
-                for (int kk = 0; kk < C::KS; kk++) {
-#pragma unroll
-                    for (int jp = 2; jp < 4; jp++) {
-                        uint32_t b0, b1, b2, b3;
-                        mma_ldsm_x4(tb1 + (uint32_t)((jp - 2) * 16 * C::ROWB) + coff[kk], b0, b1, b2, b3);
-                        mma_bf16_16816(s[2 * jp], qa[kk], b0, b2);
-                        mma_bf16_16816(s[2 * jp + 1], qa[kk], b1, b3);
-                    }
-                }
+                mma_qk_groups<C::KS, C::ROWB, 2, 4>(s, qa, tb1, coff);
             }
             float4 *mine = partS + warp * 256;
 #pragma unroll
@@ -451,45 +462,16 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
             o[n][2] *= a1; o[n][3] *= a1;
         }
         if constexpr (!HALF) {
-            const uint32_t tb = tb0;
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) {
-#pragma unroll
-                for (int np = 0; np < C::KS; np++) {
-                    /* matrices: keys 16kk+0..7 / +8..15 x dims lo; the same x dims hi */
-                    uint32_t v0, v1, v2, v3;
-                    mma_ldsm_x4_t(tb + (uint32_t)(kk * 16 * C::ROWB) + coff[np], v0, v1, v2, v3);
-                    mma_bf16_16816(o[2 * np], pa[kk], v0, v1);
-                    mma_bf16_16816(o[2 * np + 1], pa[kk], v2, v3);
-                }
-            }
+            mma_pv_steps<C::KS, C::ROWB, 0, 4>(o, pa, tb0, coff);
             if (tid < MMA_KEYS) rows[((kb + 3) & (MMA_SLOTS - 1)) * MMA_KEYS + tid] = rnext;
         } else {
             /* key steps 0, 1 from half 2kb, then its slot is free: gather half 2kb + 3 into
              * it; key steps 2, 3 from half 2kb + 1 (the same mma order into o as above) */
-#pragma unroll
-            for (int kk = 0; kk < 2; kk++) {
-#pragma unroll
-                for (int np = 0; np < C::KS; np++) {
-                    uint32_t v0, v1, v2, v3;
-                    mma_ldsm_x4_t(tb0 + (uint32_t)(kk * 16 * C::ROWB) + coff[np], v0, v1, v2, v3);
-                    mma_bf16_16816(o[2 * np], pa[kk], v0, v1);
-                    mma_bf16_16816(o[2 * np + 1], pa[kk], v2, v3);
-                }
-            }
+            mma_pv_steps<C::KS, C::ROWB, 0, 2>(o, pa, tb0, coff);
             __syncthreads();   /* every warp is done with half 2kb (S and P.V) */
             if (kb + 1 < nkb) gather(2 * kb + 3, sa);
             mma_cp_commit();
-#pragma unroll
-            for (int kk = 2; kk < 4; kk++) {
-#pragma unroll
-                for (int np = 0; np < C::KS; np++) {
-                    uint32_t v0, v1, v2, v3;
-                    mma_ldsm_x4_t(tb1 + (uint32_t)((kk - 2) * 16 * C::ROWB) + coff[np], v0, v1, v2, v3);
-                    mma_bf16_16816(o[2 * np], pa[kk], v0, v1);
-                    mma_bf16_16816(o[2 * np + 1], pa[kk], v2, v3);
-                }
-            }
+            mma_pv_steps<C::KS, C::ROWB, 2, 4>(o, pa, tb1, coff);
             /* tile kb + 2: row numbers into the slot of tile kb (its halves were gathered in
              * iteration kb - 1 / the prologue; every thread has passed this iteration's top
              * barrier since), validity mask into entry (kb + 2) % 4 (tile kb - 2's, last read
