@@ -279,6 +279,17 @@ __device__ __forceinline__ u64 tr_comp(uint32_t key, uint32_t id)
     return ((u64)key << 32) | (u64)(~id);
 }
 
+/* the four entries base + u TR_THREADS + tid (u < 4) of a row chunk ending at c1, all loads
+ * issued before any is used (0 past the end: the caller masks those entries) */
+__device__ __forceinline__ void tr_load4(const float *row, int64_t base, int64_t c1, int tid, float (&v)[4])
+{
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+        int64_t i = base + u * TR_THREADS + tid;
+        v[u] = i < c1 ? row[i] : 0.0f;
+    }
+}
+
 /* shared-histogram add of one entry per lane (ok = the lane has an entry); a warp whose
  * entries all fall in one bin (ties, all-equal rows) adds once. Warp-uniform call. */
 __device__ __forceinline__ void tr_hist_add(uint32_t *h, uint32_t bin, bool ok, int lane)
@@ -313,11 +324,7 @@ topk_radix_hist_kernel(const float *score, int64_t n, int k, int64_t chunk, uint
     int64_t c0 = (int64_t)blockIdx.x * chunk, c1 = c0 + chunk < n ? c0 + chunk : n;
     for (int64_t base = c0; base < c1; base += 4 * TR_THREADS) {
         float v[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            int64_t i = base + u * TR_THREADS + tid;
-            v[u] = i < c1 ? row[i] : 0.0f;
-        }
+        tr_load4(row, base, c1, tid, v);
 #pragma unroll
         for (int u = 0; u < 4; u++) {
             int64_t i = base + u * TR_THREADS + tid;
@@ -538,11 +545,7 @@ topk_radix_compact_kernel(const float *score, int64_t n, int k, int P, int64_t c
     int64_t c0 = (int64_t)blockIdx.x * chunk, c1 = c0 + chunk < n ? c0 + chunk : n;
     for (int64_t base = c0; base < c1; base += 4 * TR_THREADS) {
         float v[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            int64_t i = base + u * TR_THREADS + tid;
-            v[u] = i < c1 ? row[i] : 0.0f;
-        }
+        tr_load4(row, base, c1, tid, v);
 #pragma unroll
         for (int u = 0; u < 4; u++) {
             int64_t i = base + u * TR_THREADS + tid;
