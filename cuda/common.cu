@@ -113,6 +113,18 @@ const void *cuda_cached(const void *host, size_t bytes)
 }
 
 /* host -> device copy of `bytes` bytes; 0 / -1 */
+int cuda_sm_count(void)
+{
+    static int c = 0;
+    if (c <= 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || c <= 0)
+            c = 132;
+    }
+    return c;
+}
+
 int cuda_up(void *dev, const void *host, size_t bytes)
 {
     if (bytes == 0) return 0;

@@ -45,6 +45,9 @@ const void *cuda_cached(const void *host, size_t bytes);
 /* upload / download helpers returning 0 / -1 */
 int cuda_up(void *dev, const void *host, size_t bytes);
 int cuda_down(void *host, const void *dev, size_t bytes);
+/* the current device's multiprocessor count (queried once; 132, the H200's, if the query
+ * fails): grid sizing of the one-wave and split-K launches */
+int cuda_sm_count(void);
 /* counts calls of each ref-interface wrapper (printed by the CLI with DSV4_CUDA_STATS=1) */
 void cuda_count(const char *name);
 

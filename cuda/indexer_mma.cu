@@ -287,11 +287,9 @@ template <int H>
 static int launch_scores_mma(const __nv_bfloat16 *q, const float *w, const __nv_bfloat16 *k,
                              int64_t key_stride, int64_t T, int64_t n, float *score)
 {
-    static int per_sm = 0, n_sm = 0;
+    static int per_sm = 0;
+    const int n_sm = cuda_sm_count();
     if (!per_sm) {
-        int dev;
-        CK(cudaGetDevice(&dev));
-        CK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
         CK(cudaFuncSetAttribute(scores_mma_kernel<H>, cudaFuncAttributeMaxDynamicSharedMemorySize, IM_SMEM));
         CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, scores_mma_kernel<H>, IM_THREADS, IM_SMEM));
         if (per_sm < 1) per_sm = 1;

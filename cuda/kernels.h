@@ -133,7 +133,7 @@ int launch_sparse_attention_f32(const float *dq, int64_t T, int64_t H, int64_t D
                                 const float *dkv, int64_t kv_stride, int64_t q_per_kv,
                                 const int32_t *didx, int64_t n_idx, const float *dsink,
                                 float scale, float *dout, dsv4_numerics num);
-/* official numerics with bf16 q and kv: tensor-core (wmma) path */
+/* official numerics with bf16 q and kv: the tensor-core kernels (sparse_attention_variant) */
 int launch_sparse_attention_bf16(const void *dq_bf16, int64_t T, int64_t H, int64_t D,
                                  const void *dkv_bf16, int64_t kv_stride, int64_t q_per_kv,
                                  const int32_t *didx, int64_t n_idx, const float *dsink,

@@ -938,19 +938,6 @@ static int launch_linear_mma(const dweight &W, int mode, const float *dx, float 
     return 0;
 }
 
-/* the number of multiprocessors of the current device (cached; 132 if the query fails) */
-static int sm_count(void)
-{
-    static int c = 0;
-    if (c <= 0) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || c <= 0)
-            c = 132;
-    }
-    return c;
-}
-
 template <int BN>
 static void launch_tiled_bn(const dweight &W, dim3 g, const float *dx, float *out, int64_t n, int S, int bf)
 {
@@ -979,7 +966,7 @@ static int launch_linear_tiled(const dweight &W, int mode, const float *dx, floa
                               "linear", (long long)R, (long long)rtiles);
     if (mtiles > 2147483647LL)
         return dsv4_set_error("%s: %lld tokens exceed the tiled GEMM's grid", "linear", (long long)n);
-    const int64_t target = 2 * (int64_t)sm_count();
+    const int64_t target = 2 * (int64_t)cuda_sm_count();
     int S = 1;
     while (S < 64 && mtiles * rtiles * S < target && nsteps >= 8 * (int64_t)S) S *= 2;
     const char *e = getenv("DSV4_CUDA_TILED_SPLIT");

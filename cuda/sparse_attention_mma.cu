@@ -545,13 +545,7 @@ static int launch_mma(const void *dq, int64_t T, int64_t H, const void *dkv, int
     const int bps_real = mma_blocks_per_sm<D, HT, HALF>();   /* < 0: an attribute failed */
     if (bps_real < 0) return -1;
     const int bps = HALF ? bps_real : 1;
-    static int n_sm = 0;
-    if (n_sm <= 0) {
-        int dev = 0;
-        CK(cudaGetDevice(&dev));
-        CK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
-        if (n_sm <= 0) n_sm = 132;
-    }
+    const int n_sm = cuda_sm_count();
     /* bps resident blocks per SM (1 for HALF = 0): few queries (at most half the slots
      * busy) -> split the key list so that about bps blocks per SM run */
     const int64_t slots = (int64_t)n_sm * bps;

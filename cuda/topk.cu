@@ -634,13 +634,7 @@ static int launch_topk_radix(const float *dscore, int64_t T, int64_t n, int64_t 
     u64 *sure = (u64 *)cuda_scratch(14, (size_t)(T * k + T * gcap) * sizeof(u64));
     if (!sure) return -1;
     u64 *cand = sure + T * k;
-    static int sms = 0;
-    if (!sms) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0)
-            sms = 132;
-    }
+    const int sms = cuda_sm_count();
     /* one wave: at most TR_BLOCKS_PER_SM blocks per SM in all (rows of G blocks); at least
      * TR_MIN_CHUNK entries per block */
     int64_t G = TR_BLOCKS_PER_SM * (int64_t)sms / T, gmax = (n + TR_MIN_CHUNK - 1) / TR_MIN_CHUNK;
