@@ -184,6 +184,9 @@ int launch_mhc_post(const float *o, const float *res, const float *post, const f
 int cuda_moe_expert_forward(const moe_expert *e, int64_t dim, int64_t inter, double swiglu_limit,
                             const float *a, const float *rw, int64_t n, float *y,
                             dsv4_numerics num);
+/* the SwiGLU step alone on device rows (g = bf16(rw * silu(min(g, l)) * clamp(u, -l, l))) */
+int launch_swiglu(float *dg, const float *du, const float *drw, int64_t n, int64_t inter,
+                  double swiglu_limit, dsv4_numerics num);
 
 /* ---- convert.cu: float <-> bf16 on the device (exact for bf16-valued floats) ---- */
 int launch_f32_to_bf16(const float *dx, void *dy_bf16, int64_t n);

@@ -35,6 +35,17 @@ __global__ void swiglu_kernel(float *g, const float *u, const float *rw, int64_t
     g[i] = official ? d_round_bf16((float)h) : (float)h;
 }
 
+/* [MOE-3] the SwiGLU step on device rows: g, u: [n, inter], rw: [n] or NULL (device) */
+extern "C" int launch_swiglu(float *dg, const float *du, const float *drw, int64_t n, int64_t inter,
+                             double swiglu_limit, dsv4_numerics num)
+{
+    if (n <= 0) return 0;
+    swiglu_kernel<<<(unsigned)((n * inter + 255) / 256), 256>>>(dg, du, drw, n, inter, swiglu_limit,
+                                                                num == DSV4_OFFICIAL);
+    CK_LAUNCH("swiglu");
+    return 0;
+}
+
 /* [MOE-3] ref/moe.c: moe_expert_forward on the GPU. a: [n, dim]; rw: [n] or NULL;
  * y: [n, dim] host. */
 extern "C" int cuda_moe_expert_forward(const moe_expert *e, int64_t dim, int64_t inter,
@@ -51,9 +62,7 @@ extern "C" int cuda_moe_expert_forward(const moe_expert *e, int64_t dim, int64_t
     if (!da || !dg || !du || (rw && !drw) || !dy) return -1;
     if (cuda_up(da, a, (size_t)(n * dim) * 4) || (rw && cuda_up(drw, rw, (size_t)n * 4))) return -1;
     if (launch_linear(&e->w1, da, dg, n, 0, num) || launch_linear(&e->w3, da, du, n, 0, num)) return -1;
-    swiglu_kernel<<<(unsigned)((n * inter + 255) / 256), 256>>>(dg, du, drw, n, inter, swiglu_limit,
-                                                                num == DSV4_OFFICIAL);
-    CK_LAUNCH("swiglu");
+    if (launch_swiglu(dg, du, drw, n, inter, swiglu_limit, num)) return -1;
     if (launch_linear(&e->w2, dg, dy, n, 0, num)) return -1;
     return cuda_down(y, dy, (size_t)(n * dim) * 4);
 }

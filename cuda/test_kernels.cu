@@ -906,8 +906,9 @@ static void row(const char *name, int B, float ms, double bytes, double flops)
 
 /* ---- the full CSA layer decode row (bench only): stand-ins for the steps that have no
  * launch_ function in cuda/kernels.h. HCPre's RMS factor, Sinkhorn and pre-weighted sum, the
- * router's sqrt-softplus + top-6, the expert gather / SwiGLU / scatter-add and the final
- * combine run on the host or inside moe.cu / mhc.cu's C wrappers in the CUDA path; these
+ * router's sqrt-softplus + top-6, the expert gather / scatter-add and the final combine run
+ * on the host or inside moe.cu / mhc.cu's C wrappers in the CUDA path (the SwiGLU step is
+ * moe.cu's own kernel, launch_swiglu); these
  * kernels do the same arithmetic (spec/mhc.md [MHC-1..3], spec/moe.md [MOE-2..4]) in plain
  * fp32 so the row times a whole layer on the device. Not checked against ref (timing only). */
 
@@ -1027,18 +1028,6 @@ __global__ void layer_gather_kernel(const float *a, const int32_t *slot, const f
     int64_t t = slot[r] / k;
     for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) xa[r * dim + d] = a[t * dim + d];
     if (threadIdx.x == 0) rw[r] = wts[slot[r]];
-}
-
-/* [MOE-3] g, u: [n, inter]; rw: [n] or NULL -> g = bf16(rw * silu(min(g, l)) * clamp(u, -l, l)) */
-__global__ void layer_swiglu_kernel(float *g, const float *u, const float *rw, int64_t n,
-                                    int64_t inter, float lim)
-{
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n * inter) return;
-    float gv = fminf(g[i], lim), uv = fminf(fmaxf(u[i], -lim), lim);
-    float h = gv / (1.0f + expf(-gv)) * uv;
-    if (rw) h = rw[i / inter] * h;
-    g[i] = d_round_bf16(h);
 }
 
 /* [MOE-4] one block per routed row r: acc[slot[r] / k] += ye[r] (one expert at a time, so the
@@ -1362,13 +1351,13 @@ static int bench(void)
                         layer_gather_kernel<<<(unsigned)m, 256>>>(x, sl, rwt, K6, dim, xa, rw);
                         launch_linear(&experts[(size_t)e * 3].w, xa, eg, m, 0, DSV4_OFFICIAL);
                         launch_linear(&experts[(size_t)e * 3 + 1].w, xa, eu, m, 0, DSV4_OFFICIAL);
-                        layer_swiglu_kernel<<<(unsigned)((m * inter + 255) / 256), 256>>>(eg, eu, rw, m, inter, 10.0f);
+                        launch_swiglu(eg, eu, rw, m, inter, 10.0, DSV4_OFFICIAL);
                         launch_linear(&experts[(size_t)e * 3 + 2].w, eg, ye, m, 0, DSV4_OFFICIAL);
                         layer_scatter_add_kernel<<<(unsigned)m, 256>>>(acc, ye, sl, K6, dim);
                     }
                     launch_linear(&s1.w, x, gs, B, 0, DSV4_OFFICIAL);
                     launch_linear(&s3.w, x, us, B, 0, DSV4_OFFICIAL);
-                    layer_swiglu_kernel<<<(unsigned)((B * inter + 255) / 256), 256>>>(gs, us, NULL, B, inter, 10.0f);
+                    launch_swiglu(gs, us, NULL, B, inter, 10.0, DSV4_OFFICIAL);
                     launch_linear(&s2.w, gs, ys, B, 0, DSV4_OFFICIAL);
                     layer_moe_out_kernel<<<(unsigned)((B * dim + 255) / 256), 256>>>(acc, ys, mo, B * dim);
                     launch_mhc_post(mo, X2, post, comb, B, hc, dim, X3, DSV4_OFFICIAL);
