@@ -50,6 +50,7 @@
 #include <cstdint>
 #include "cuda_common.cuh"
 #include "kernels.h"
+#include "mma.cuh"
 
 #define IM_D 128                                  /* head dim (the V4 indexer) */
 #define IM_KEYS 64                                /* keys per tile = per pipeline stage */
@@ -58,34 +59,7 @@
 #define IM_STAGE_BYTES (IM_KEYS * IM_D * 2)       /* 16 KB */
 #define IM_SMEM (IM_STAGES * IM_STAGE_BYTES + 4 * 16 * 4)
 
-/* ---- PTX wrappers ---- */
-
-__device__ __forceinline__ void im_cp_async16(uint32_t dst, const void *src, uint32_t src_bytes)
-{
-    /* src_bytes = 0: the 16 bytes at dst are zero-filled and nothing is read */
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes)
-                 : "memory");
-}
-__device__ __forceinline__ void im_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void im_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
-
-/* four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, which lands in
- * register i: lane l gets row l/4, elements 2(l%4), 2(l%4)+1 */
-__device__ __forceinline__ void im_ldmatrix_x4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr) : "memory");
-}
-
-/* d += A B, m16n8k16, A row-major bf16 (4 regs), B col-major bf16 (2 regs), fp32 accumulate */
-__device__ __forceinline__ void im_mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                       uint32_t b0, uint32_t b1)
-{
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
+/* ---- PTX wrappers (the mma / ldmatrix / cp.async ones: mma.cuh) ---- */
 
 /* (round_bf16(lo), round_bf16(hi)) packed, lo in the low half (cvt's first source goes high) */
 __device__ __forceinline__ uint32_t im_pack(float lo, float hi)
@@ -131,7 +105,7 @@ __device__ __forceinline__ void im_issue(uint32_t sdst, const __nv_bfloat16 *kt,
         int p = tid + j * IM_THREADS, r = p >> 4, c = p & 15;
         bool ok = r < nvalid;
         const __nv_bfloat16 *src = kt + (row0 + (ok ? r : 0)) * IM_D + c * 8;
-        im_cp_async16(sdst + (uint32_t)(r * 256 + ((c ^ (r & 7)) << 4)), src, ok ? 16u : 0u);
+        cp_async16(sdst + (uint32_t)(r * 256 + ((c ^ (r & 7)) << 4)), src, ok ? 16u : 0u);
     }
 }
 
@@ -160,7 +134,7 @@ scores_mma_kernel(const __nv_bfloat16 *__restrict__ q, const float *__restrict__
             im_issue(sbase + s * IM_STAGE_BYTES, keys + iss_seq * key_stride, iss_tile * IM_KEYS, n, tid);
             if (++iss_tile == tps) { iss_tile = 0; iss_seq++; }
         }
-        im_commit();                          /* one group per tile, empty or not */
+        cp_async_commit();                          /* one group per tile, empty or not */
     }
 
     /* ldmatrix.x4 address of the A fragment (16 keys x k 16): lane l points at row
@@ -201,7 +175,7 @@ scores_mma_kernel(const __nv_bfloat16 *__restrict__ q, const float *__restrict__
             }
             wbf = __all_sync(0xffffffffu, ok);
         }
-        im_wait<IM_STAGES - 2>();             /* this thread's pieces of tile i have landed */
+        cp_async_wait<IM_STAGES - 2>();             /* this thread's pieces of tile i have landed */
         __syncthreads();                      /* everyone's; and tile i-1's stage is free */
         {
             int nslot = slot == 0 ? IM_STAGES - 1 : slot - 1;   /* (i + IM_STAGES - 1) % IM_STAGES */
@@ -209,7 +183,7 @@ scores_mma_kernel(const __nv_bfloat16 *__restrict__ q, const float *__restrict__
                 im_issue(sbase + nslot * IM_STAGE_BYTES, keys + iss_seq * key_stride, iss_tile * IM_KEYS, n, tid);
                 if (++iss_tile == tps) { iss_tile = 0; iss_seq++; }
             }
-            im_commit();
+            cp_async_commit();
         }
 
         /* dots: acc[nt] = keys (16 kg .. +15) x heads (hp H/2 + 8 nt ..), k over 128 */
@@ -220,9 +194,9 @@ scores_mma_kernel(const __nv_bfloat16 *__restrict__ q, const float *__restrict__
 #pragma unroll
         for (int ks = 0; ks < 8; ks++) {
             uint32_t a0, a1, a2, a3;
-            im_ldmatrix_x4(abase + (((uint32_t)ks * 32u) ^ a_xor), a0, a1, a2, a3);
+            ldsm_x4(abase + (((uint32_t)ks * 32u) ^ a_xor), a0, a1, a2, a3);
 #pragma unroll
-            for (int nt = 0; nt < NTW; nt++) im_mma(acc[nt], a0, a1, a2, a3, qf[nt][ks][0], qf[nt][ks][1]);
+            for (int nt = 0; nt < NTW; nt++) mma_bf16_16816(acc[nt], a0, a1, a2, a3, qf[nt][ks][0], qf[nt][ks][1]);
         }
 
         /* terms bf16(relu(bf16(dot)) * w_h): pk[nt][0] = key g, pk[nt][1] = key g + 8, each the
@@ -255,7 +229,7 @@ scores_mma_kernel(const __nv_bfloat16 *__restrict__ q, const float *__restrict__
 #pragma unroll
         for (int j = 0; j < NTW; j += 2) {
             uint32_t x0 = j + 1 < NTW ? pk[j + 1][0] : 0u, x1 = j + 1 < NTW ? pk[j + 1][1] : 0u;
-            im_mma(hs, pk[j][0], pk[j][1], x0, x1, ones, ones);
+            mma_bf16_16816(hs, pk[j][0], pk[j][1], x0, x1, ones, ones);
         }
         /* the pair: warp hp finishes keys 8 hp + g with the other half's sum from shared */
         if (t4 == 0) red[kg * 16 + (hp ? g : 8 + g)] = hp ? hs[0] : hs[2];
@@ -271,7 +245,7 @@ scores_mma_kernel(const __nv_bfloat16 *__restrict__ q, const float *__restrict__
         slot = slot + 1 == IM_STAGES ? 0 : slot + 1;
         if (++tile == tps) { tile = 0; seq++; }
     }
-    im_wait<0>();
+    cp_async_wait<0>();
 }
 
 /* test hook: at most m blocks (0: as many as are resident at once) */

@@ -47,6 +47,7 @@
 #include <cuda_fp16.h>
 #include "cuda_common.cuh"
 #include "kernels.h"
+#include "mma.cuh"
 
 using namespace nvcuda;
 
@@ -537,22 +538,6 @@ linear_tc_kernel(dweight W, const float *x, const float *xq, const float *sx, fl
 #define MMA_WARPS 8
 #define MMA_UNIT 128
 
-__device__ __forceinline__ void mma_f16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 /* 16-byte read-only load, volatile: kept after the mmas before it in program order (the
  * compiler would otherwise hoist every n-group's activation loads to the top of the unit and
  * run out of registers) */
@@ -749,17 +734,17 @@ linear_mma_kernel(dweight W, const uint16_t *xh, const float *sx, float *y, int6
                     }
 #pragma unroll
                     for (int j = 0; j < NG; j++) {
-                        float *ac = acc[mt][ng * NG + j];
+                        float (&ac)[4] = acc[mt][ng * NG + j];
                         if constexpr (MODE == MODE_DEQ_BF16) {
-                            mma_bf16(ac, af[mt][c][0], bv[j].x, bv[j].y);
-                            mma_bf16(ac, af[mt][c][1], bv[j].z, bv[j].w);
+                            mma_bf16_16816(ac, af[mt][c][0], bv[j].x, bv[j].y);
+                            mma_bf16_16816(ac, af[mt][c][1], bv[j].z, bv[j].w);
                         } else if constexpr (MODE == MODE_FP8) {
-                            mma_f16(bs[mt][j], af[mt][c][0], bv[j].x, bv[j].y);
-                            mma_f16(bs[mt][j], af[mt][c][1], bv[j].z, bv[j].w);
+                            mma_f16_16816(bs[mt][j], af[mt][c][0], bv[j].x, bv[j].y);
+                            mma_f16_16816(bs[mt][j], af[mt][c][1], bv[j].z, bv[j].w);
                         } else {
                             float b[4] = { 0.0f, 0.0f, 0.0f, 0.0f };   /* the 32-chunk sum */
-                            mma_f16(b, af[mt][c][0], bv[j].x, bv[j].y);
-                            mma_f16(b, af[mt][c][1], bv[j].z, bv[j].w);
+                            mma_f16_16816(b, af[mt][c][0], bv[j].x, bv[j].y);
+                            mma_f16_16816(b, af[mt][c][1], bv[j].z, bv[j].w);
 #pragma unroll
                             for (int i = 0; i < 4; i++) {
                                 const float term = (b[i] * sxv[j][i & 1]) * (i < 2 ? sw_lo : sw_hi);

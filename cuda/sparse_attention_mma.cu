@@ -69,6 +69,7 @@
 #include <cuda_bf16.h>
 #include "cuda_common.cuh"
 #include "kernels.h"
+#include "mma.cuh"
 
 #define MMA_KEYS 64      /* keys per tile = the reference's online-softmax block */
 #define MMA_STAGES 3     /* gathered tiles in flight / in use */
@@ -110,35 +111,7 @@ struct mma_cfg {
     static_assert(BPS * (SMEM + MMA_SM_RESERVED) <= MMA_SM_SMEM, "BPS blocks do not fit one SM");
 };
 
-__device__ __forceinline__ uint32_t mma_smem_addr(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
 
-/* four 8x8 b16 matrices; lane l supplies the address of row l % 8 of matrix l / 8; lane l
- * receives, of matrix i in register i, row l / 4, columns 2 (l % 4), +1 (low half first) */
-__device__ __forceinline__ void mma_ldsm_x4(uint32_t addr, uint32_t &r0, uint32_t &r1,
-                                            uint32_t &r2, uint32_t &r3)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr) : "memory");
-}
-/* the same, transposed: lane l receives rows 2 (l % 4), +1 of column l / 4 */
-__device__ __forceinline__ void mma_ldsm_x4_t(uint32_t addr, uint32_t &r0, uint32_t &r1,
-                                              uint32_t &r2, uint32_t &r3)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr) : "memory");
-}
-/* c[16x8] += a[16x16] b[16x8], bf16 inputs, fp32 accumulate */
-__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                               uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 /* Partial S of key groups JP0 .. JP1-1 (group jp = keys 16jp .. +15 = n-tiles 2jp, 2jp+1),
  * group jp's rows at tb + (jp - JP0) 16 rows: per k16 step kk (the warp's dims) one
  * ldmatrix.x4 per group (keys +0..7 / +8..15 x dims lo, the same x dims hi) and two mma. The
@@ -159,7 +132,7 @@ __device__ __forceinline__ void mma_pv_steps(float (&o)[2 * KS][4], const uint32
 #pragma unroll
         for (int np = 0; np < KS; np++) {
             uint32_t v0, v1, v2, v3;
-            mma_ldsm_x4_t(tb + (uint32_t)((kk - KK0) * 16 * ROWB) + coff[np], v0, v1, v2, v3);
+            ldsm_x4_t(tb + (uint32_t)((kk - KK0) * 16 * ROWB) + coff[np], v0, v1, v2, v3);
             mma_bf16_16816(o[2 * np], pa[kk], v0, v1);
             mma_bf16_16816(o[2 * np + 1], pa[kk], v2, v3);
         }
@@ -174,27 +147,11 @@ __device__ __forceinline__ void mma_qk_groups(float (&s)[8][4], const uint32_t (
 #pragma unroll
         for (int jp = JP0; jp < JP1; jp++) {
             uint32_t b0, b1, b2, b3;
-            mma_ldsm_x4(tb + (uint32_t)((jp - JP0) * 16 * ROWB) + coff[kk], b0, b1, b2, b3);
+            ldsm_x4(tb + (uint32_t)((jp - JP0) * 16 * ROWB) + coff[kk], b0, b1, b2, b3);
             mma_bf16_16816(s[2 * jp], qa[kk], b0, b2);
             mma_bf16_16816(s[2 * jp + 1], qa[kk], b1, b3);
         }
     }
-}
-/* 16-byte asynchronous copy; src_bytes = 0 zero-fills the destination (reads nothing) */
-__device__ __forceinline__ void mma_cp16(uint32_t dst, const void *src, uint32_t src_bytes)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-                 :: "r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void mma_cp_commit()
-{
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-/* all but the newest `n` committed groups of this thread have landed */
-template <int n>
-__device__ __forceinline__ void mma_cp_wait()
-{
-    asm volatile("cp.async.wait_group %0;\n" :: "n"(n) : "memory");
 }
 /* barrier of the `count` threads (whole warps) that use barrier `id` (1.., 0 = __syncthreads) */
 __device__ __forceinline__ void mma_bar(int id, int count)
@@ -225,7 +182,7 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
     float *rmax = reinterpret_cast<float *>(smraw + C::OFF_RMAX);
     int32_t *rows = reinterpret_cast<int32_t *>(smraw + C::OFF_ROWS);
     uint32_t *vmask = reinterpret_cast<uint32_t *>(smraw + C::OFF_VMASK);   /* HALF only */
-    const uint32_t kv_s = mma_smem_addr(smraw);
+    const uint32_t kv_s = smem_addr(smraw);
 
     const int64_t G = H / (16 * HT);
     const int64_t t = (int64_t)blockIdx.x / G;
@@ -271,7 +228,7 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
         for (int i = 0; i < C::SROWS / RSTEP; i++) {
             int32_t g = rs[i * RSTEP];
             const char *src = g_src0 + (int64_t)(g >= 0 ? g : 0) * C::ROWB;   /* masked: unread */
-            mma_cp16(dst + (uint32_t)(i * RSTEP * C::ROWB) + (g_cx ^ (uint32_t)(((i * RSTEP) & 7) << 4)),
+            cp_async16(dst + (uint32_t)(i * RSTEP * C::ROWB) + (g_cx ^ (uint32_t)(((i * RSTEP) & 7) << 4)),
                      src, g >= 0 ? 16u : 0u);
         }
     };
@@ -282,9 +239,9 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
             for (int s = 0; s < 3; s++) rows[s * MMA_KEYS + tid] = row_of(s, tid);
         __syncthreads();
         if (nkb > 0) gather(0, 0);
-        mma_cp_commit();
+        cp_async_commit();
         if (nkb > 1) gather(1, 1);
-        mma_cp_commit();
+        cp_async_commit();
     } else {
         /* prologue: row numbers and validity masks of tiles 0, 1 (threads 0..63 = warps 0, 1:
          * whole warps, so the ballot is uniform), gathers of half tiles 0 and 1 (= tile 0;
@@ -298,9 +255,9 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
             }
         __syncthreads();
         if (nkb > 0) gather(0, 0);
-        mma_cp_commit();
+        cp_async_commit();
         if (nkb > 0) gather(1, 1);
-        mma_cp_commit();
+        cp_async_commit();
     }
 
     /* the warp's Q A-fragments: rows h0 + gr (+8), dims dq DQ + 16 kk + 2 tg (+8) */
@@ -340,14 +297,14 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
         const int sb = sa == 2 ? 0 : sa + 1, sc = sb == 2 ? 0 : sb + 1;
         /* full: this thread's pieces of tile kb have landed (committed: tiles .. kb + 1);
          * HALF: those of half 2kb (committed: halves .. 2kb + 1) */
-        mma_cp_wait<1>();
+        cp_async_wait<1>();
         __syncthreads();    /* everyone's; and iteration kb - 1 is over (stage, slot, exchange free) */
         if constexpr (!HALF) {
             if (kb + 2 < nkb) gather(kb + 2, (kb + 2) % MMA_STAGES);
         } else {
             if (kb + 1 < nkb) gather(2 * kb + 2, sc);   /* into the slot of half 2kb - 1 */
         }
-        mma_cp_commit();
+        cp_async_commit();
 
         /* key group jp (keys 16jp .. +15) of tile kb at tb0 + jp 16 rows (jp < 2), tb1 +
          * (jp - 2) 16 rows (jp >= 2); full tile: tb1 = tb0 + 32 rows */
@@ -365,7 +322,7 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
             } else {
                 /* half by half: keys 0..31 while half 2kb + 1 may still be landing */
                 mma_qk_groups<C::KS, C::ROWB, 0, 2>(s, qa, tb0, coff);
-                mma_cp_wait<1>();   /* half 2kb + 1 (committed: halves .. 2kb + 2) */
+                cp_async_wait<1>();   /* half 2kb + 1 (committed: halves .. 2kb + 2) */
                 __syncthreads();    /* everyone's pieces of it */
                 mma_qk_groups<C::KS, C::ROWB, 2, 4>(s, qa, tb1, coff);
             }
@@ -470,7 +427,7 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
             mma_pv_steps<C::KS, C::ROWB, 0, 2>(o, pa, tb0, coff);
             __syncthreads();   /* every warp is done with half 2kb (S and P.V) */
             if (kb + 1 < nkb) gather(2 * kb + 3, sa);
-            mma_cp_commit();
+            cp_async_commit();
             mma_pv_steps<C::KS, C::ROWB, 2, 4>(o, pa, tb1, coff);
             /* tile kb + 2: row numbers into the slot of tile kb (its halves were gathered in
              * iteration kb - 1 / the prologue; every thread has passed this iteration's top
@@ -484,7 +441,7 @@ sparse_mma_kernel(const __nv_bfloat16 *q, int64_t H, const __nv_bfloat16 *kv, in
             sa = sc;
         }
     }
-    mma_cp_wait<0>();   /* no copy may outlive the block (only empty groups remain) */
+    cp_async_wait<0>();   /* no copy may outlive the block (only empty groups remain) */
 
     const int64_t hA = h0 + gr, hB = h0 + gr + 8;
     if (part) {   /* split over keys: this chunk's (M, den, acc) */
