@@ -397,7 +397,7 @@ static void test_golden_moe(void **state)
     double worst = 0;
     for (int fi = 0; fi < 4; fi++) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/official-golden/%s", shared_dir(), files[fi]);
+    snprintf(path, sizeof path, "%s/%s", official_golden_dir(), files[fi]);
     st_file *f = st_open(path);
     if (!f) { printf("  (skipped %s: %s)\n", path, dsv4_last_error()); continue; }
     for (int layer = 0; layer < 8; layer++) {

@@ -329,7 +329,7 @@ static void test_cli_reads_official_golden(void **state)
 {
     (void)state;
     char dir[512], path[1024], err[4096];
-    snprintf(dir, sizeof dir, "%s/official-golden", shared_dir());
+    snprintf(dir, sizeof dir, "%s", official_golden_dir());
     DIR *d = opendir(dir);
     if (!d) { print_message("  official golden files not found at %s: skipped\n", dir); skip(); }
     int files = 0;

@@ -492,7 +492,7 @@ static void test_golden_fixed_points(void **state)
     long rows8 = 0, rows4 = 0, rope_moved = 0;
     for (int fi = 0; fi < 3; fi++) {
         char path[1024];
-        snprintf(path, sizeof path, "%s/official-golden/%s", shared_dir(), files[fi]);
+        snprintf(path, sizeof path, "%s/%s", official_golden_dir(), files[fi]);
         st_file *f = st_open(path);
         if (!f) { printf("  (skipped %s: %s)\n", path, dsv4_last_error()); continue; }
         for (size_t i = 0; i < st_count(f); i++) {

@@ -39,7 +39,7 @@ static st_file *g_file;
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_golden, sizeof g_golden, "%s/official-golden/v32_mla_dsa_bf16.safetensors.gz", shared_dir());
+    snprintf(g_golden, sizeof g_golden, "%s/v32_mla_dsa_bf16.safetensors.gz", official_golden_dir());
     g_file = st_open(g_golden);
     if (!g_file) {
         print_error("cannot open the official golden file: %s\n", dsv4_last_error());

@@ -120,7 +120,7 @@ static float *golden_floats(const st_file *f, const char *name, int64_t *n_out, 
 static int run_file(const char *file, int *n_fail)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/official-golden/%s", shared_dir(), file);
+    snprintf(path, sizeof path, "%s/%s", official_golden_dir(), file);
     st_file *f = st_open(path);
     if (!f) { print_error("cannot open %s: %s\n", path, dsv4_last_error()); return -1; }
     dsv4_wsrc *src = wsrc_open_file(path);

@@ -12,7 +12,8 @@ properties of PyTorch on the CPU that these files carry (spec/norm.md [NORM-2b],
 [TOPK-2]; tools/oracle/torch_cpu.py); without the first, fp8_fp4_weights has FP8 outlier rows.
 
 Finds the shared folder via DSV4REF_SHARED (default ../shared relative to the repository
-root).  Stdlib + numpy.  Last line: "N passed, M failed" (N, M = judged module paths)."""
+root); without its official_compare.py the test skips; without its official-golden/ it reads
+the repository's copies in golden/official/.  Stdlib + numpy.  Last line: "N passed, M failed" (N, M = judged module paths)."""
 import os
 import re
 import subprocess
@@ -33,11 +34,14 @@ CASES = [   # (file, teacher level); V3.2 MLA+DSA, and V4 files incl. fp8_fp4_we
 
 
 def main():
+    judge = os.path.join(SHARED, "tools", "official_compare.py")
+    if not os.path.isfile(judge):   # the judge is shared material, not ours to commit
+        print(f"skip: {judge} not found (set DSV4REF_SHARED to the shared material)")
+        print("0 passed, 0 failed")
+        return 0
     gold = os.path.join(SHARED, "official-golden")
-    if not os.path.isdir(gold):
-        print(f"error: {gold} not found (set DSV4REF_SHARED)")
-        print("0 passed, 1 failed")
-        return 1
+    if not os.path.isdir(gold):     # the repository's verbatim copies
+        gold = os.path.join(ROOT, "golden", "official")
     env = dict(os.environ, DSV4REF_SHARED=SHARED)
     total_p = total_f = 0
     for name, level in CASES:

@@ -115,7 +115,7 @@ static void test_official_tables(void **state)
     int found = 0;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         char path[1024];
-        snprintf(path, sizeof path, "%s/official-golden/%s", shared_dir(), cases[ci].file);
+        snprintf(path, sizeof path, "%s/%s", official_golden_dir(), cases[ci].file);
         st_file *sf = st_open(path);
         if (!sf) {
             printf("  (skipped %s: %s)\n", path, dsv4_last_error());

@@ -497,7 +497,7 @@ static void expect_tensor(const st_file *f, const char *name, dsv4_dtype dt, int
 
 static int golden_path(char *buf, size_t len, const char *file)
 {
-    snprintf(buf, len, "%s/official-golden/%s", shared_dir(), file);
+    snprintf(buf, len, "%s/%s", official_golden_dir(), file);
     return access(buf, R_OK) == 0;
 }
 
@@ -508,7 +508,7 @@ static void test_official_golden(void **state)
 {
     (void)state;
     char dir[512], path[1024];
-    snprintf(dir, sizeof dir, "%s/official-golden", shared_dir());
+    snprintf(dir, sizeof dir, "%s", official_golden_dir());
     DIR *d = opendir(dir);
     if (!d) { print_message("  official golden files not found at %s: skipped\n", dir); skip(); }
     int files = 0;

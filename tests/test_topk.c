@@ -90,7 +90,7 @@ static void test_large(void **state)
 static void check_file_rows(const char *name, int v32, int *rows, int *tie_rows)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/official-golden/%s", shared_dir(), name);
+    snprintf(path, sizeof path, "%s/%s", official_golden_dir(), name);
     st_file *f = st_open(path);
     if (!f) { skip(); return; }
     for (size_t i = 0; i < st_count(f); i++) {

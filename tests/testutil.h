@@ -85,6 +85,20 @@ static inline const char *shared_dir(void)
     return s && *s ? s : "../shared";
 }
 
+/* The official golden files: <shared_dir()>/official-golden when that folder is there, else
+ * the repository's verbatim copies in golden/official/ (a clone without ../shared beside it;
+ * the test runners run from the repository root). */
+static inline const char *official_golden_dir(void)
+{
+    static char dir[256];
+    snprintf(dir, sizeof dir, "%s/official-golden/README.md", shared_dir());
+    FILE *f = fopen(dir, "rb");
+    if (!f) return "golden/official";
+    fclose(f);
+    snprintf(dir, sizeof dir, "%s/official-golden", shared_dir());
+    return dir;
+}
+
 /* A fresh directory $TMPDIR/dsv4ref-<tag>-XXXXXX (TMPDIR unset: /tmp) written into buf;
  * 0 on success, -1 otherwise (mkdtemp needs _POSIX_C_SOURCE >= 200809L, set by the Makefile). */
 static inline int make_temp_dir(char *buf, size_t n, const char *tag)
